@@ -1,0 +1,181 @@
+"""RFC 9457 problem details: the one place that maps errors to HTTP.
+
+Every error response is ``application/problem+json`` with ``type``, ``title``, ``status``,
+``detail`` and a stable snake_case ``code``; ``CATALOG`` lists every code with its status.
+RFC 9457 is a five-member JSON shape; a small model here keeps the domain's exception
+hierarchy free of any web framework, which the problem-details libraries would not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.sandbox.errors import SandboxError
+from app.steps.errors import StepError, TargetNotFound
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:stepd:problem:"
+
+
+@dataclass(frozen=True)
+class ProblemKind:
+    status: int
+    title: str
+
+
+CATALOG: dict[str, ProblemKind] = {
+    "invalid_request": ProblemKind(422, "The request body does not match the schema"),
+    "invalid_path": ProblemKind(422, "The path can never name an entry in the workspace"),
+    "path_outside_workspace": ProblemKind(422, "The path leads outside the workspace"),
+    "invalid_glob": ProblemKind(422, "The glob pattern cannot be parsed"),
+    "symlink_loop": ProblemKind(422, "Too many levels of symbolic links"),
+    "name_too_long": ProblemKind(422, "A path component is too long"),
+    "not_found": ProblemKind(404, "A strict target does not exist"),
+    "permission_denied": ProblemKind(403, "The filesystem denied permission"),
+    "read_only_filesystem": ProblemKind(409, "The workspace is on a read-only filesystem"),
+    "busy": ProblemKind(409, "The target is busy or kept changing"),
+    "no_space": ProblemKind(507, "No space left on the device"),
+    "too_many_open_files": ProblemKind(503, "The service ran out of file descriptors"),
+    "io_error": ProblemKind(503, "The filesystem reported an I/O error"),
+    "not_ready": ProblemKind(503, "The service is not ready"),
+    "route_not_found": ProblemKind(404, "No such route"),
+    "method_not_allowed": ProblemKind(405, "Method not allowed on this route"),
+    "http_error": ProblemKind(400, "The request cannot be served"),
+    "internal": ProblemKind(500, "Internal error"),
+}
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object, with a stable ``code``."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:stepd:problem:not_found",
+                    "title": "A strict target does not exist",
+                    "status": 404,
+                    "detail": "strict mode: nothing matches 'out'; nothing was deleted",
+                    "code": "not_found",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="URI naming the problem kind: `urn:stepd:problem:<code>`.")
+    title: str = Field(description="Short summary of the problem kind.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    code: str = Field(description="Stable snake_case identifier; see the README for the list.")
+
+
+def problem_response(
+    code: str, detail: str, *, status: int | None = None, **extensions: Any
+) -> JSONResponse:
+    """A problem+json response for ``code`` (one of ``CATALOG``)."""
+    kind = CATALOG[code]
+    body = {
+        "type": TYPE_PREFIX + code,
+        "title": kind.title,
+        "status": status or kind.status,
+        "detail": detail,
+        "code": code,
+        **extensions,
+    }
+    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE)
+
+
+def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting ``codes`` (grouped by status) as problems."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(CATALOG[code].status, []).append(code)
+    return {
+        status: {
+            "description": "Problem: " + ", ".join(f"`{c}`" for c in grouped),
+            "content": {
+                MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "example": {
+                        "type": TYPE_PREFIX + grouped[0],
+                        "title": CATALOG[grouped[0]].title,
+                        "status": status,
+                        "detail": "...",
+                        "code": grouped[0],
+                    },
+                }
+            },
+        }
+        for status, grouped in sorted(by_status.items())
+    }
+
+
+def domain_problem(exc: SandboxError | StepError) -> JSONResponse:
+    """The problem for a domain error."""
+    extensions: dict[str, Any] = {}
+    if isinstance(exc, SandboxError) and exc.path:
+        extensions["path"] = exc.path
+    if isinstance(exc, TargetNotFound):
+        extensions["missing"] = exc.missing
+    return problem_response(exc.code, exc.message, **extensions)
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    # Drop "body" and the apiVersion tag pydantic puts in front of a union member's fields.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    if parts and parts[0] in ("v1", "v1alpha1"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_problem(errors: Sequence[Any]) -> JSONResponse:
+    """The ``invalid_request`` problem naming each field that failed and why."""
+    items = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+    detail = "; ".join(f"{item['field']}: {item['message']}" for item in items)
+    return problem_response("invalid_request", detail or "invalid request", errors=items)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+
+    async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SandboxError | StepError)
+        return domain_problem(exc)
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_problem(exc.errors())
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "route_not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        response = problem_response(code, str(exc.detail), status=exc.status_code)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response("internal", "an internal error occurred; it has been logged")
+
+    app.add_exception_handler(SandboxError, on_domain_error)
+    app.add_exception_handler(StepError, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,69 @@
+"""``stepd serve``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from app import __version__
+from app.settings import ConfigError, Settings, check_workspace_root
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stepd", description="Sandboxed file steps over HTTP.")
+    parser.add_argument("--version", action="version", version=f"stepd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", help="address to listen on (STEPD_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (STEPD_PORT, default 8080)")
+    serve.add_argument(
+        "--workspace-root",
+        help="directory every request is confined to (STEPD_WORKSPACE_ROOT, default ./workspace)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (STEPD_LOG_LEVEL, default info)",
+    )
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the options given on the command line."""
+    overrides: dict[str, Any] = {
+        name: value
+        for name in ("host", "port", "workspace_root", "log_level")
+        if (value := getattr(args, name, None)) is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {field}: {first['msg']}") from None
+    check_workspace_root(settings.workspace_root)
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stepd`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ConfigError as exc:
+        print(f"stepd: {exc}", file=sys.stderr)
+        return 2
+    from app.main import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+    )
+    return 0

@@ -1,0 +1,23 @@
+"""The internal model every API version converts to; free of HTTP and of versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DeleteConfig:
+    """A delete step's configuration: targets relative to the workspace."""
+
+    paths: tuple[str, ...]
+    globs: bool = False
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    """A request to run one delete step in ``workspace`` (None: the root itself)."""
+
+    api_version: str
+    workspace: str | None
+    config: DeleteConfig

@@ -1,0 +1,96 @@
+"""Opening directories beneath a root, one component at a time, without leaving it.
+
+``DirOpener.open_dir`` is the single primitive every walk in the sandbox is built on: it
+opens one child directory of an already-open directory, never following a symlink and
+never crossing a mount point. With ``openat2`` the kernel enforces both; without it we use
+``O_NOFOLLOW`` and compare the device and mount id of the result with the root's.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from app.sandbox.errors import OutsideRoot, from_os_error
+from app.sandbox.openat2 import (
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    openat2,
+)
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
+STRICT_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
+
+
+class IsSymlink(Exception):
+    """Signal: the component is a symbolic link (the caller decides what that means)."""
+
+
+class Missing(Exception):
+    """Signal: the component does not exist or is not a directory."""
+
+
+def mount_id(fd: int) -> int | None:
+    """The kernel's mount id of the file open at ``fd``, or None where /proc is unavailable."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+            for line in info:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class DirOpener:
+    """Opens child directories on the same mount as the root they were created for."""
+
+    def __init__(self, root_fd: int, *, use_openat2: bool) -> None:
+        st = os.fstat(root_fd)
+        self.use_openat2 = use_openat2
+        self.root_dev = st.st_dev
+        self.root_mount_id = mount_id(root_fd)
+
+    def open_dir(self, dir_fd: int, name: str, *, path: str = "") -> int:
+        """Open directory ``name`` in ``dir_fd``.
+
+        Raises ``IsSymlink`` for a symlink, ``Missing`` when absent or not a directory,
+        ``OutsideRoot`` for a mount point, ``FilesystemError`` for anything else.
+        """
+        try:
+            if self.use_openat2:
+                return openat2(dir_fd, name, DIR_FLAGS, STRICT_RESOLVE)
+            fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise OutsideRoot("a mount point is in the way", path=path) from None
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                if self._is_symlink(dir_fd, name, path):
+                    raise IsSymlink(name) from None
+                raise Missing(name) from None
+            if exc.errno == errno.ENOENT:
+                raise Missing(name) from None
+            raise from_os_error(exc, path, "open directory") from None
+        if not self._on_root_mount(fd):
+            os.close(fd)
+            raise OutsideRoot("a mount point is in the way", path=path)
+        return fd
+
+    def _on_root_mount(self, fd: int) -> bool:
+        if os.fstat(fd).st_dev != self.root_dev:
+            return False
+        # Bind mounts of the same filesystem share st_dev; only the mount id tells them apart.
+        return self.root_mount_id is None or mount_id(fd) == self.root_mount_id
+
+    @staticmethod
+    def _is_symlink(dir_fd: int, name: str, path: str) -> bool:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise from_os_error(exc, path, "inspect") from None
+        return stat.S_ISLNK(st.st_mode)

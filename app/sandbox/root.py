@@ -1,0 +1,323 @@
+"""``Root``: a directory opened once, and every operation resolved beneath it.
+
+This is to Python what Go's ``os.Root`` is to Go. Paths are normalised lexically, then
+resolved through directory file descriptors: ``openat2(RESOLVE_BENEATH | RESOLVE_NO_XDEV)``
+in one call when nothing on the way is a symlink, otherwise one component at a time with
+``O_NOFOLLOW``, following each symlink ourselves and refusing any that leads out. A symlink
+swapped in during a request therefore cannot redirect it, and the leaf is never followed:
+removing a symlink removes the link.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+
+from app.sandbox import glob as _glob
+from app.sandbox.errors import (
+    Busy,
+    InvalidPath,
+    OutsideRoot,
+    SandboxError,
+    SymlinkLoop,
+    from_os_error,
+)
+from app.sandbox.fd import DIR_FLAGS, STRICT_RESOLVE, DirOpener, IsSymlink, Missing
+from app.sandbox.openat2 import openat2, probe
+from app.sandbox.paths import Parts, join, split
+from app.sandbox.remove import remove_tree
+
+# As Linux's own limit on symlinks followed during one lookup.
+MAX_SYMLINKS = 40
+
+
+class EntryKind(StrEnum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An entry found beneath a root.
+
+    ``path`` is the normalised path it was asked for; ``identity`` (device and inode of
+    its real parent directory, and its name) tells two spellings of one entry apart.
+    """
+
+    path: str
+    kind: EntryKind
+    identity: tuple[int, int, str]
+
+
+class Root:
+    """A directory every operation stays beneath. Close it (or use ``with``) when done."""
+
+    def __init__(self, fd: int, *, reserved: frozenset[str], use_openat2: bool) -> None:
+        self._fd = fd
+        self._reserved = reserved
+        self._opener = DirOpener(fd, use_openat2=use_openat2)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        reserved: frozenset[str] = frozenset(),
+        use_openat2: bool | None = None,
+    ) -> Root:
+        """Open the directory at ``path``; ``reserved`` top-level names stay unreachable.
+
+        ``use_openat2=None`` uses ``openat2`` when the kernel allows it.
+        """
+        fd = os.open(path, DIR_FLAGS)
+        try:
+            available = probe(fd) if use_openat2 is None else use_openat2
+            return cls(fd, reserved=reserved, use_openat2=available)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @property
+    def fd(self) -> int:
+        """The directory descriptor (borrowed: do not close it)."""
+        return self._fd
+
+    @property
+    def uses_openat2(self) -> bool:
+        return self._opener.use_openat2
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Root:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open_subdir(self, name: str) -> Root | None:
+        """The child directory ``name`` as a root of its own, or None when absent.
+
+        The child must be a real directory on the same mount: a symlink or a mount point
+        is refused with ``OutsideRoot``.
+        """
+        if "/" in name or name in ("", ".", "..") or name in self._reserved:
+            raise InvalidPath(f"{name!r} is not a valid workspace name", path=name)
+        try:
+            fd = self._opener.open_dir(self._fd, name, path=name)
+        except IsSymlink:
+            raise OutsideRoot("the workspace is a symbolic link", path=name) from None
+        except Missing:
+            return None
+        return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
+
+    def lookup(self, path: str) -> Entry | None:
+        """The entry at ``path``, or None when it (or a parent) does not exist.
+
+        A directory is checked to hold no mount point, so that removing it later can
+        succeed whole. Raises ``SandboxError`` for anything that must not be touched.
+        """
+        parts = split(path)
+        located = self._open_parent(parts)
+        if located is None:
+            return None
+        parent_fd, real_parent = located
+        try:
+            leaf = self._leaf(parts, real_parent)
+            try:
+                st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                raise from_os_error(exc, path, "inspect") from None
+            kind = _kind(st.st_mode)
+            if kind is EntryKind.DIRECTORY:
+                self._check_directory(parent_fd, leaf, path)
+            parent = os.fstat(parent_fd)
+            return Entry(join(parts), kind, (parent.st_dev, parent.st_ino, leaf))
+        finally:
+            os.close(parent_fd)
+
+    def remove(self, path: str) -> bool:
+        """Remove the entry at ``path`` (a directory with all it holds, a symlink as a link).
+
+        Returns False when there was nothing to remove.
+        """
+        parts = split(path)
+        located = self._open_parent(parts)
+        if located is None:
+            return False
+        parent_fd, real_parent = located
+        try:
+            return self._remove_leaf(parent_fd, self._leaf(parts, real_parent), path)
+        finally:
+            os.close(parent_fd)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Top-most entries matching the doublestar ``pattern`` (see ``glob.py``), sorted."""
+        return _glob.glob(self._opener, self._fd, pattern, self._reserved)
+
+    def _leaf(self, parts: Parts, real_parent: Parts) -> str:
+        leaf = parts[-1]
+        if not real_parent and leaf in self._reserved:
+            raise InvalidPath(f"{leaf!r} is reserved", path=join(parts))
+        return leaf
+
+    def _remove_leaf(self, parent_fd: int, leaf: str, path: str) -> bool:
+        # Each pass re-inspects the leaf: it may be swapped (file <-> directory <-> symlink)
+        # between our stat and our unlink; three passes bound a hostile flip-flop.
+        for _ in range(3):
+            try:
+                st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except OSError as exc:
+                raise from_os_error(exc, path, "inspect") from None
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    remove_tree(self._opener, parent_fd, leaf, path=path)
+                else:
+                    os.unlink(leaf, dir_fd=parent_fd)
+                return True
+            except FileNotFoundError:
+                return False
+            except (IsADirectoryError, IsSymlink, Missing):
+                continue
+            except OSError as exc:
+                raise from_os_error(exc, path, "delete") from None
+        raise Busy("the entry kept changing while being deleted", path)
+
+    def _check_directory(self, parent_fd: int, leaf: str, path: str) -> None:
+        """Refuse a directory that is, or holds, a mount point."""
+        try:
+            fd = self._opener.open_dir(parent_fd, leaf, path=path)
+        except (IsSymlink, Missing):
+            return
+        try:
+            if _holds_mount(fd):
+                raise OutsideRoot("a mount point lies inside this directory", path=path)
+        finally:
+            os.close(fd)
+
+    def _open_parent(self, parts: Parts) -> tuple[int, Parts] | None:
+        """Open the directory holding ``parts[-1]``; return it and its real path, or None."""
+        dirs = parts[:-1]
+        if not dirs:
+            return os.dup(self._fd), ()
+        if dirs[0] in self._reserved:
+            raise InvalidPath(f"{dirs[0]!r} is reserved", path=join(parts))
+        if self._opener.use_openat2:
+            try:
+                return openat2(self._fd, join(dirs), DIR_FLAGS, STRICT_RESOLVE), dirs
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    return None
+                if exc.errno == errno.EXDEV:
+                    raise OutsideRoot("a mount point is in the way", path=join(parts)) from None
+                if exc.errno != errno.ELOOP:
+                    raise from_os_error(exc, join(parts), "open") from None
+                # A symlink on the way: follow it ourselves, one component at a time.
+        return self._walk(dirs, join(parts))
+
+    def _walk(self, dirs: Parts, path: str) -> tuple[int, Parts] | None:
+        pending = list(reversed(dirs))
+        stack: list[tuple[int, str]] = []
+        links = 0
+        try:
+            while pending:
+                name = pending.pop()
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if not stack:
+                        raise OutsideRoot("a symbolic link leads out of the workspace", path)
+                    os.close(stack.pop()[0])
+                    continue
+                if not stack and name in self._reserved:
+                    raise InvalidPath(f"{name!r} is reserved", path=path)
+                current = stack[-1][0] if stack else self._fd
+                try:
+                    stack.append((self._opener.open_dir(current, name, path=path), name))
+                except Missing:
+                    return None
+                except IsSymlink:
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise SymlinkLoop(
+                            "too many levels of symbolic links", path, errno.ELOOP
+                        ) from None
+                    target = _readlink(current, name, path)
+                    if target.startswith("/"):
+                        raise OutsideRoot(
+                            "an absolute symbolic link leads out of the workspace", path
+                        ) from None
+                    pending.extend(reversed(target.split("/")))
+            real = tuple(name for _, name in stack)
+            fd = stack.pop()[0] if stack else os.dup(self._fd)
+            return fd, real
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
+
+
+def _readlink(dir_fd: int, name: str, path: str) -> str:
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        # Swapped for something else since we looked: report as busy, let the caller retry.
+        if exc.errno in (errno.EINVAL, errno.ENOENT):
+            raise Busy("a path component changed while being resolved", path) from None
+        raise from_os_error(exc, path, "read symbolic link") from None
+
+
+def _kind(mode: int) -> EntryKind:
+    if stat.S_ISLNK(mode):
+        return EntryKind.SYMLINK
+    if stat.S_ISDIR(mode):
+        return EntryKind.DIRECTORY
+    if stat.S_ISREG(mode):
+        return EntryKind.FILE
+    return EntryKind.OTHER
+
+
+def _holds_mount(fd: int) -> bool:
+    """Whether any mount point lies beneath the directory open at ``fd``.
+
+    A pre-check from /proc/self/mountinfo, so a refusal comes before anything is deleted;
+    the walk that removes a tree refuses to cross a mount on its own regardless.
+    """
+    try:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+        with open("/proc/self/mountinfo", "rb") as info:
+            lines = info.read().decode("utf-8", "surrogateescape").splitlines()
+    except OSError:
+        return False
+    prefix = where.rstrip("/") + "/"
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4 and _unescape(fields[4]).startswith(prefix):
+            return True
+    return False
+
+
+def _unescape(field: str) -> str:
+    """Undo mountinfo's octal escapes (``\\040`` for a space...)."""
+    if "\\" not in field:
+        return field
+    return bytes(field, "utf-8", "surrogateescape").decode("unicode_escape")
+
+
+__all__ = ["Entry", "EntryKind", "Root", "SandboxError"]

@@ -1,0 +1,107 @@
+"""The ``delete`` step: remove files, directories and symlinks, idempotently.
+
+A missing target is success (as ``rm -f``); ``strict`` makes it a failure. Every entry is
+resolved before anything is deleted, so a strict failure or a refused entry deletes
+nothing; an entry that vanishes during deletion (a parent listed earlier, a concurrent
+request) is not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from app.models.internal import DeleteConfig
+from app.sandbox import Root
+from app.sandbox.glob import compile_pattern
+from app.sandbox.paths import join, split
+from app.steps.errors import TargetNotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeletePlan:
+    """What a delete step will remove, decided before anything is removed."""
+
+    targets: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    deleted: list[str]
+    absent: list[str]
+
+
+def plan_delete(workspace: Root | None, config: DeleteConfig) -> DeletePlan:
+    """Resolve every entry of ``config`` in ``workspace`` (None: it does not exist).
+
+    Raises ``TargetNotFound`` in strict mode when something matched nothing, and the
+    sandbox's errors for entries that must not be touched.
+    """
+    plan = _PlanBuilder(workspace, config).build()
+    if config.strict and plan.absent:
+        raise TargetNotFound(plan.absent)
+    for missing in plan.absent:
+        log.debug("delete target absent, nothing to do: %s", missing)
+    return plan
+
+
+def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
+    """Remove the planned targets; one already gone counts as deleted."""
+    if workspace is not None:
+        for target in plan.targets:
+            workspace.remove(target)
+    return DeleteOutcome(deleted=list(plan.targets), absent=list(plan.absent))
+
+
+def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
+    """Plan, then apply, a delete step."""
+    return apply_delete(workspace, plan_delete(workspace, config))
+
+
+class _PlanBuilder:
+    """Builds a ``DeletePlan``, keeping one target per real entry however it is spelt."""
+
+    def __init__(self, workspace: Root | None, config: DeleteConfig) -> None:
+        self.workspace = workspace
+        self.config = config
+        self.plan = DeletePlan()
+        self.seen: set[tuple[int, int, str]] = set()
+
+    def build(self) -> DeletePlan:
+        for entry in self.config.paths:
+            if self.config.globs:
+                self._add_pattern(entry)
+            else:
+                self._add_path(entry)
+        return self.plan
+
+    def _add_path(self, path: str) -> None:
+        normalised = join(split(path))
+        if not self._add_target(normalised):
+            self.plan.absent.append(normalised)
+
+    def _add_pattern(self, pattern: str) -> None:
+        if self.workspace is None:
+            compile_pattern(pattern)
+            matches: list[str] = []
+        else:
+            matches = self.workspace.glob(pattern)
+        found = False
+        for match in matches:
+            found = self._add_target(match) or found
+        if not found:
+            self.plan.absent.append(pattern)
+
+    def _add_target(self, path: str) -> bool:
+        if self.workspace is None:
+            return False
+        entry = self.workspace.lookup(path)
+        if entry is None:
+            return False
+        if entry.identity not in self.seen:
+            self.seen.add(entry.identity)
+            self.plan.targets.append(entry.path)
+        return True

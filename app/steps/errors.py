@@ -1,0 +1,34 @@
+"""Errors of the steps layer.
+
+A step fails with a ``StepError`` or with one of the sandbox's errors
+(``app.sandbox.errors.SandboxError``), which pass through unchanged. Both carry a stable
+snake_case ``code``::
+
+    StepError
+    └── TargetNotFound     strict mode, and an entry or pattern matched nothing
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class StepError(Exception):
+    """Base of the steps layer's own errors."""
+
+    code = "step_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TargetNotFound(StepError):
+    """Strict mode: these entries or patterns matched nothing; nothing was deleted."""
+
+    code = "not_found"
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        listed = ", ".join(repr(m) for m in missing)
+        super().__init__(f"strict mode: nothing matches {listed}; nothing was deleted")
+        self.missing = list(missing)
