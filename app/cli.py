@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from app import __version__
-from app.settings import ConfigError, Settings, check_workspace_root
+from app.settings import ConfigError, Settings, check_exposure, check_tls, check_workspace_root
+
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (STEPD_LOG_LEVEL, default info)",
     )
+    serve.add_argument("--tls-cert-file", help="PEM certificate: serve HTTPS (STEPD_TLS_CERT_FILE)")
+    serve.add_argument("--tls-key-file", help="PEM key of the certificate (STEPD_TLS_KEY_FILE)")
     return parser
 
 
@@ -37,7 +42,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the options given on the command line."""
     overrides: dict[str, Any] = {
         name: value
-        for name in ("host", "port", "workspace_root", "log_level")
+        for name in ("host", "port", "workspace_root", "log_level", "tls_cert_file", "tls_key_file")
         if (value := getattr(args, name, None)) is not None
     }
     try:
@@ -47,23 +52,34 @@ def load_settings(args: argparse.Namespace) -> Settings:
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"invalid setting {field}: {first['msg']}") from None
     check_workspace_root(settings.workspace_root)
+    check_tls(settings)
     return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stepd`` console script."""
     args = _parser().parse_args(argv)
+    from app.main import create_app
+
     try:
         settings = load_settings(args)
+        warning = check_exposure(settings)
+        app = create_app(settings)
     except ConfigError as exc:
         print(f"stepd: {exc}", file=sys.stderr)
         return 2
-    from app.main import create_app
-
+    if warning:
+        log.warning("stepd: %s", warning)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        http="h11",
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_concurrency,
     )
     return 0

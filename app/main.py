@@ -11,7 +11,10 @@ from fastapi.openapi.utils import get_openapi
 
 from app import __version__
 from app.api import problems
+from app.api.auth import AuthMiddleware
+from app.api.limits import LimitsMiddleware
 from app.api.routes import health, steps
+from app.api.tokens import TokenFile
 from app.sandbox import Root
 from app.settings import Settings, check_workspace_root
 from app.steps.workspace import RESERVED
@@ -24,10 +27,21 @@ inside the workspace root. Errors are RFC 9457 `application/problem+json` with a
 """
 
 
+BEARER_AUTH = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "Required when the service has a token file (`STEPD_AUTH_TOKENS_FILE`).",
+}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; the workspace root is checked now and opened at start-up."""
+    """Build the application; the workspace root is checked now and opened at start-up.
+
+    Raises ``ConfigError`` for a workspace root or token file that cannot serve.
+    """
     settings = settings or Settings()
     root_path = check_workspace_root(settings.workspace_root)
+    tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(steps.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # The last added runs first: authenticate, then look at the body.
+    app.add_middleware(
+        LimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+    )
+    app.add_middleware(AuthMiddleware, tokens=tokens, metrics_auth=settings.metrics_auth)
     return app
 
 
@@ -60,6 +81,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = problems.Problem.model_json_schema()
+        schema["components"]["securitySchemes"] = {"bearerAuth": BEARER_AUTH}
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
         app.openapi_schema = schema

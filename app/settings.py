@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,28 @@ class Settings(BaseSettings):
         Path("workspace"), description="Directory that every request is confined to."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    auth_tokens_file: Path | None = Field(
+        None, description="File of bearer tokens, one per line; unset: no authentication."
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="Allow serving a non-loopback address without tokens."
+    )
+    metrics_auth: bool = Field(False, description="Require a bearer token for /metrics as well.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1, description="Largest request body, in bytes.")
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a client has to send the whole request body."
+    )
+    keep_alive_timeout: int = Field(
+        5, ge=1, description="Seconds an idle keep-alive connection stays open."
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest request line plus headers, in bytes."
+    )
+    max_concurrency: int = Field(
+        100, ge=1, description="Connections and requests at once; beyond it, 503 at once."
+    )
 
 
 def check_workspace_root(path: Path) -> Path:
@@ -36,3 +60,46 @@ def check_workspace_root(path: Path) -> Path:
     if resolved == Path(resolved.anchor):
         raise ConfigError("workspace root must not be '/'")
     return resolved
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> str | None:
+    """Refuse to serve a non-loopback address without tokens unless explicitly allowed.
+
+    Returns the warning to log when it is allowed, None when there is nothing to warn of.
+    """
+    if settings.auth_tokens_file is not None or is_loopback(settings.host):
+        return None
+    if not settings.allow_unauthenticated:
+        raise ConfigError(
+            f"refusing to serve {settings.host!r} without authentication: set "
+            "STEPD_AUTH_TOKENS_FILE, bind a loopback address, or set "
+            "STEPD_ALLOW_UNAUTHENTICATED=true"
+        )
+    return (
+        f"serving {settings.host!r} without authentication (STEPD_ALLOW_UNAUTHENTICATED=true): "
+        "anyone who can reach it can run steps"
+    )
+
+
+def check_tls(settings: Settings) -> None:
+    """``ConfigError`` unless the TLS certificate and key are both unset, or both usable."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        raise ConfigError("TLS needs both a certificate file and a key file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise ConfigError(f"cannot load TLS certificate {str(cert)!r}: {reason}") from None

@@ -5,6 +5,8 @@ snake_case ``code`` that outer layers map to their own vocabulary (HTTP statuses
 
     SandboxError
     ├── InvalidPath          the path can never name an entry beneath the root
+    │   ├── PathTooLong          longer than PATH_MAX bytes
+    │   └── TooManySegments      more segments than allowed
     ├── OutsideRoot          resolving it would leave the root (``..``, a symlink, a mount)
     ├── InvalidPattern       a glob pattern that cannot be parsed
     └── FilesystemError      the filesystem refused (wraps an ``OSError``)
@@ -40,6 +42,18 @@ class InvalidPath(SandboxError):
     """An absolute path, a NUL byte, the root itself, a reserved name, a bad workspace name."""
 
     code = "invalid_path"
+
+
+class PathTooLong(InvalidPath):
+    """An entry longer than ``paths.MAX_PATH_BYTES``."""
+
+    code = "path_too_long"
+
+
+class TooManySegments(InvalidPath):
+    """An entry with more than ``paths.MAX_SEGMENTS`` segments."""
+
+    code = "too_many_segments"
 
 
 class OutsideRoot(SandboxError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from app.sandbox.errors import InvalidPattern, OutsideRoot, from_os_error
 from app.sandbox.fd import DirOpener, IsSymlink, Missing
-from app.sandbox.paths import Parts, join, split
+from app.sandbox.paths import Parts, check_length, join, split
 
 MAX_ALTERNATIVES = 256
 
@@ -53,6 +53,7 @@ def compile_pattern(pattern: str) -> list[tuple[Segment, ...]]:
     Raises ``InvalidPattern`` when it cannot be parsed, and the path errors of
     ``paths.split`` when an alternative is absolute, names the root or climbs out.
     """
+    check_length(pattern)
     compiled: list[tuple[Segment, ...]] = []
     for alternative in _expand_braces(pattern):
         segments: list[Segment] = []

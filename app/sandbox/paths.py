@@ -3,28 +3,64 @@
 Normalising is about meaning, not safety: it turns ``./a//b/`` into ``a/b`` and rejects what
 can never name an entry beneath the root. Safety comes from resolving the result with
 directory file descriptors (see ``root.py``), which no string check can replace.
+
+The size limits are Linux's own (``PATH_MAX``, ``NAME_MAX``) plus a bound on segments, so
+that an entry the kernel would refuse anyway is refused before any work, with its own code.
 """
 
 from __future__ import annotations
 
-from app.sandbox.errors import InvalidPath, OutsideRoot
+import errno
+
+from app.sandbox.errors import InvalidPath, NameTooLong, OutsideRoot, PathTooLong, TooManySegments
 
 Parts = tuple[str, ...]
+
+MAX_PATH_BYTES = 4096
+"""Longest entry (path or pattern), in UTF-8 bytes: Linux's ``PATH_MAX``."""
+MAX_SEGMENT_BYTES = 255
+"""Longest segment, in UTF-8 bytes: Linux's ``NAME_MAX``."""
+MAX_SEGMENTS = 256
+"""Most segments in one entry, ``.`` and ``..`` included."""
+
+
+def check_length(entry: str) -> None:
+    """Raise ``PathTooLong`` when ``entry`` is longer than ``MAX_PATH_BYTES``."""
+    size = _size(entry)
+    if size > MAX_PATH_BYTES:
+        raise PathTooLong(
+            f"entry is {size} bytes long, more than the {MAX_PATH_BYTES} allowed",
+            path=_abridged(entry),
+        )
 
 
 def split(path: str) -> Parts:
     """Split ``path`` into components, dropping ``.`` and empty ones and folding ``..``.
 
-    Raises ``InvalidPath`` for an absolute path, a NUL byte or the root itself, and
-    ``OutsideRoot`` when ``..`` climbs above the root.
+    Raises ``InvalidPath`` for an absolute path, a NUL byte or the root itself,
+    ``OutsideRoot`` when ``..`` climbs above the root, and ``PathTooLong``,
+    ``TooManySegments`` or ``NameTooLong`` past the limits above.
     """
+    check_length(path)
     if "\x00" in path:
         raise InvalidPath("path contains a NUL byte", path=path.replace("\x00", "\\0"))
     if path.startswith("/"):
         raise InvalidPath("path must be relative to the workspace, not absolute", path=path)
+    segments = [segment for segment in path.split("/") if segment]
+    if len(segments) > MAX_SEGMENTS:
+        raise TooManySegments(
+            f"path has {len(segments)} segments, more than the {MAX_SEGMENTS} allowed",
+            path=_abridged(path),
+        )
     parts: list[str] = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
+    for segment in segments:
+        if _size(segment) > MAX_SEGMENT_BYTES:
+            raise NameTooLong(
+                f"a segment is longer than {MAX_SEGMENT_BYTES} bytes",
+                path=_abridged(segment),
+                err=errno.ENAMETOOLONG,
+            )
+        if segment == ".":
             continue
         if segment == "..":
             if not parts:
@@ -40,3 +76,13 @@ def split(path: str) -> Parts:
 def join(parts: Parts) -> str:
     """The normalised, slash-separated form of ``parts``."""
     return "/".join(parts)
+
+
+def _size(text: str) -> int:
+    # surrogatepass: JSON can carry lone surrogates, which strict UTF-8 cannot encode.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _abridged(text: str) -> str:
+    """``text`` short enough to echo back in an error."""
+    return text if len(text) <= 64 else text[:64] + "..."

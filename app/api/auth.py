@@ -1,0 +1,82 @@
+"""Bearer-token authentication, as pure ASGI middleware: decided before any body is read.
+
+With a token file configured, every path needs ``Authorization: Bearer <token>`` except
+``OPEN_PATHS`` (health, readiness, the docs, the spec) and ``/metrics`` unless
+``metrics_auth``: deny by default, so a route added later is protected without thought.
+Without one, every path is open (the command line then serves only on loopback).
+
+The caller is stored in the ASGI scope as ``scope["state"]["caller"]`` (``CALLER_KEY``),
+which routes read as ``request.state.caller`` or through ``caller_of(request)``: the token's
+name from the file, ``sha256:<12 hex>`` for an unnamed token, or ``ANONYMOUS`` on an open
+path or without authentication. It is never the token itself.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.problems import problem_response
+from app.api.tokens import TokenFile
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+METRICS_PATH = "/metrics"
+CALLER_KEY = "caller"
+ANONYMOUS = "anonymous"
+REALM = 'Bearer realm="stepd"'
+
+
+def caller_of(request: Request) -> str:
+    """The identity of whoever made ``request`` (see the module docstring)."""
+    caller: str = request.state.caller
+    return caller
+
+
+class AuthMiddleware:
+    """Answers 401 ``unauthorized`` unless the request is open or carries a known token."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenFile | None, metrics_auth: bool) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.open_paths = OPEN_PATHS if metrics_auth else OPEN_PATHS | {METRICS_PATH}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        caller = ANONYMOUS
+        if self.tokens is not None and scope["path"] not in self.open_paths:
+            token = _bearer_token(Headers(scope=scope))
+            matched = self.tokens.match(token) if token else None
+            if matched is None:
+                await _unauthorized(token)(scope, receive, send)
+                return
+            caller = matched
+        scope.setdefault("state", {})[CALLER_KEY] = caller
+        await self.app(scope, receive, send)
+
+
+def _bearer_token(headers: Headers) -> str | None:
+    """The token of the one ``Authorization: Bearer`` header; "" if malformed; None if none."""
+    values = headers.getlist("authorization")
+    if not values:
+        return None
+    scheme, _, token = values[0].strip().partition(" ")
+    if len(values) > 1 or scheme.lower() != "bearer":
+        return ""
+    return token.strip()
+
+
+def _unauthorized(token: str | None) -> ASGIApp:
+    # RFC 6750 section 3: no error code when no credentials were given at all.
+    if token is None:
+        challenge, detail = REALM, "this route needs an 'Authorization: Bearer <token>' header"
+    elif token == "":
+        challenge = REALM + ', error="invalid_request"'
+        detail = "the Authorization header must be one 'Bearer <token>'"
+    else:
+        challenge, detail = REALM + ', error="invalid_token"', "the bearer token is not accepted"
+    response = problem_response("unauthorized", detail)
+    response.headers["www-authenticate"] = challenge
+    return response

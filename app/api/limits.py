@@ -1,0 +1,119 @@
+"""Request limits, as pure ASGI middleware in front of the routes.
+
+* A body sent to ``/steps/*`` must be JSON (``application/json`` or ``application/*+json``,
+  charset UTF-8 if one is named), else 415 ``unsupported_media_type``, from the headers.
+* A ``Content-Length`` above ``max_body_bytes`` is 413 ``payload_too_large`` at once,
+  without reading the body; a body (chunked ones included) that grows past it while being
+  read is 413 as soon as it does.
+* The whole body must arrive within ``body_timeout`` seconds, else 408 ``request_timeout``,
+  so a client that stalls mid-body holds no worker.
+
+The body is read here, counted and handed on whole: the routes buffer it anyway, and
+this way no limit depends on how a framework reports errors raised while reading. These
+answers close the connection, since the rest of the body is never read.
+"""
+
+from __future__ import annotations
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.problems import problem_response
+
+JSON_PATH_PREFIX = "/steps/"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyTooLarge(Exception):
+    """The body grew past the limit while being read."""
+
+
+class LimitsMiddleware:
+    """Enforces the content type, size and arrival time of request bodies."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            code, detail = refusal
+            await _closing(code, detail)(scope, receive, send)
+            return
+        try:
+            with anyio.fail_after(self.body_timeout):
+                message = await self._read_body(receive)
+        except BodyTooLarge:
+            detail = f"the body is larger than {self.max_body_bytes} bytes"
+            await _closing("payload_too_large", detail)(scope, receive, send)
+            return
+        except TimeoutError:
+            detail = f"the body did not arrive within {self.body_timeout:g} seconds"
+            await _closing("request_timeout", detail)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return message
+
+        await self.app(scope, replay, send)
+
+    def _refusal(self, scope: Scope, headers: Headers) -> tuple[str, str] | None:
+        """The problem the headers alone call for, if any."""
+        path: str = scope["path"]
+        if (
+            path.startswith(JSON_PATH_PREFIX)
+            and scope["method"] in BODY_METHODS
+            and not is_json(headers.get("content-type", ""))
+        ):
+            return "unsupported_media_type", "the body must be application/json (UTF-8)"
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            return "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes"
+        return None
+
+    async def _read_body(self, receive: Receive) -> Message:
+        """The whole body as one ``http.request`` message, or the disconnect that cut it."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON in UTF-8: ``application/json`` or ``/*+json``."""
+    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
+    kind, _, subtype = media_type.partition("/")
+    if not (kind == "application" and (subtype == "json" or subtype.endswith("+json"))):
+        return False
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _closing(code: str, detail: str) -> ASGIApp:
+    response = problem_response(code, detail)
+    response.headers["connection"] = "close"
+    return response

@@ -1,0 +1,147 @@
+"""Bearer tokens read from a file that may change under us (a Kubernetes Secret mount).
+
+The file holds one token per line; blank lines and lines starting with ``#`` are ignored.
+A line ``name:token`` names the caller; a bare token's caller is ``sha256:<12 hex digits>``
+of the token, stable and not secret. Tokens follow RFC 6750's ``b64token`` syntax, so they
+hold no ``:``. Several lines may share a name: that is how a token is rotated without
+the caller changing identity.
+
+Only SHA-256 digests of the tokens are kept. Nothing here ever logs a token: parse errors
+name the line number only.
+
+The file is checked with one ``stat`` per request (path followed, so a Secret's atomic
+``..data`` symlink swap shows up as a new inode) and re-read when device, inode, size or
+mtime changed. A file modified within the last ``RACY_SECONDS`` is re-read every time,
+since a same-size rewrite within one timestamp tick would otherwise go unseen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RACY_SECONDS = 2
+
+
+class TokenFileError(ConfigError):
+    """The token file cannot be read or parsed; the message never holds a token."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One accepted token, as its SHA-256 digest, and the caller it identifies."""
+
+    digest: bytes
+    caller: str
+
+
+def digest(token: str) -> bytes:
+    """The SHA-256 digest tokens are kept and compared as."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def parse(text: str) -> tuple[Credential, ...]:
+    """The credentials in a token file's text; ``TokenFileError`` naming a bad line."""
+    credentials: list[Credential] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, colon, token = line.rpartition(":")
+        if colon and not NAME_PATTERN.fullmatch(name):
+            raise TokenFileError(f"line {number}: the name must match {NAME_PATTERN.pattern}")
+        if not TOKEN_PATTERN.fullmatch(token):
+            raise TokenFileError(f"line {number}: not a bearer token (RFC 6750 b64token)")
+        token_digest = digest(token)
+        credentials.append(Credential(token_digest, name or "sha256:" + token_digest.hex()[:12]))
+    return tuple(credentials)
+
+
+class TokenFile:
+    """The tokens of ``path``, re-read when the file changes; see the module docstring."""
+
+    def __init__(self, path: Path) -> None:
+        """Load ``path`` now; ``TokenFileError`` if it is unreadable, invalid or empty."""
+        self.path = path
+        self._signature: tuple[int, ...] | None = None
+        self._problem: str | None = None
+        try:
+            st = os.stat(path)
+            self._credentials = parse(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise TokenFileError(f"cannot read token file {str(path)!r}: {reason}") from None
+        if not self._credentials:
+            raise TokenFileError(f"token file {str(path)!r} holds no tokens")
+        self._remember(st)
+
+    def match(self, token: str) -> str | None:
+        """The caller ``token`` identifies, or None.
+
+        Compares in constant time against every token, with no early exit, so neither
+        timing nor the order of the file tells which token came close.
+        """
+        given = digest(token)
+        caller: str | None = None
+        for credential in self.credentials():
+            if hmac.compare_digest(credential.digest, given) and caller is None:
+                caller = credential.caller
+        return caller
+
+    def credentials(self) -> tuple[Credential, ...]:
+        """The current credentials, re-reading the file first if it changed.
+
+        When the file cannot be read or parsed, the last good credentials stay in force;
+        when it parses to no tokens, every request is refused.
+        """
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            self._warn(str(exc.strerror))
+            return self._credentials
+        if _signature(st) == self._signature:
+            return self._credentials
+        try:
+            credentials = parse(self.path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, TokenFileError) as exc:
+            self._warn(str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc))
+        else:
+            if credentials != self._credentials:
+                log.info("token file %s: %d tokens now", self.path, len(credentials))
+                if not credentials:
+                    log.warning("token file %s holds no tokens: refusing every call", self.path)
+            self._credentials = credentials
+            self._problem = None
+        self._remember(st)
+        return self._credentials
+
+    def _warn(self, problem: str) -> None:
+        # Once per distinct problem: the file is looked at on every request.
+        if problem != self._problem:
+            log.warning(
+                "token file %s: %s; keeping the %d tokens loaded before",
+                self.path,
+                problem,
+                len(self._credentials),
+            )
+        self._problem = problem
+
+    def _remember(self, st: os.stat_result) -> None:
+        racy = time.time_ns() - st.st_mtime_ns < RACY_SECONDS * 1_000_000_000
+        self._signature = None if racy else _signature(st)
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
