@@ -79,7 +79,7 @@ def join(parts: Parts) -> str:
 
 
 def _size(text: str) -> int:
-    # surrogatepass: JSON can carry lone surrogates, which strict UTF-8 cannot encode.
+    # surrogatepass: a str may hold lone surrogates, which strict UTF-8 cannot encode.
     return len(text.encode("utf-8", "surrogatepass"))
 
 

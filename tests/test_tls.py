@@ -1,0 +1,75 @@
+"""HTTPS: ``stepd serve`` with a certificate and key speaks TLS, verified by the client."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from app.cli import main
+from tests.serving import Server, serve
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def https(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("tls")
+    (base / "root").mkdir()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(base / "key.pem"))
+    args = ["--tls-cert-file", str(base / "cert.pem"), "--tls-key-file", str(base / "key.pem")]
+    with serve(base / "root", base / "log", args=args) as server:
+        yield server
+
+
+def test_https_is_served_with_the_given_certificate(https: Server, ca: trustme.CA) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with httpx.Client(verify=context) as client:
+        response = client.post(https.url("/steps/delete", "https"), json={"path": "gone"})
+    assert response.status_code == 200
+    assert response.json()["absent"] == ["gone"]
+
+
+def test_a_client_that_does_not_trust_the_certificate_is_refused(https: Server) -> None:
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(https.url("/healthz", "https"), verify=ssl.create_default_context())
+
+
+def test_plain_http_gets_no_answer(https: Server) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(https.url("/healthz"))
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        (["--tls-cert-file"], "stepd: TLS needs both a certificate file and a key file"),
+        (["--tls-cert-file", "--tls-key-file"], "stepd: cannot load TLS certificate"),
+    ],
+    ids=["cert-without-key", "unusable-cert"],
+)
+def test_tls_that_cannot_work_refuses_to_start(
+    root_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    files: list[str],
+    reason: str,
+) -> None:
+    argv = ["serve", "--workspace-root", str(root_dir)]
+    for option in files:
+        (tmp_path / option).write_text("not PEM")
+        argv += [option, str(tmp_path / option)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(reason)
+    assert err.count("\n") == 1
