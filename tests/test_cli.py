@@ -53,20 +53,23 @@ def test_allowing_unauthenticated_serves_and_warns(root_dir: Path, tmp_path: Pat
         ("# nobody yet\n\n", "holds no tokens"),
         ("ci:good-token\nnot a token\n", "line 2: not a bearer token"),
         ("c i:good-token\n", "line 1: the name must match"),
+        (b"good-token\xff\n", "not UTF-8 text"),
     ],
-    ids=["missing", "empty", "bad-token", "bad-name"],
+    ids=["missing", "empty", "bad-token", "bad-name", "not-utf8"],
 )
 def test_an_unusable_token_file_refuses_to_start(
     root_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    content: str | None,
+    content: str | bytes | None,
     reason: str,
 ) -> None:
     tokens = tmp_path / "tokens"
-    if content is not None:
+    if isinstance(content, str):
         tokens.write_text(content)
+    elif content is not None:
+        tokens.write_bytes(content)
     monkeypatch.setenv("STEPD_AUTH_TOKENS_FILE", str(tokens))
     assert main(["serve", "--workspace-root", str(root_dir)]) == 2
     err = capsys.readouterr().err

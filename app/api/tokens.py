@@ -81,8 +81,7 @@ class TokenFile:
             st = os.stat(path)
             self._credentials = parse(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise TokenFileError(f"cannot read token file {str(path)!r}: {reason}") from None
+            raise TokenFileError(f"cannot read token file {str(path)!r}: {_reason(exc)}") from None
         if not self._credentials:
             raise TokenFileError(f"token file {str(path)!r} holds no tokens")
         self._remember(st)
@@ -109,14 +108,14 @@ class TokenFile:
         try:
             st = os.stat(self.path)
         except OSError as exc:
-            self._warn(str(exc.strerror))
+            self._warn(_reason(exc))
             return self._credentials
         if _signature(st) == self._signature:
             return self._credentials
         try:
             credentials = parse(self.path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, TokenFileError) as exc:
-            self._warn(str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc))
+            self._warn(_reason(exc))
         else:
             if credentials != self._credentials:
                 log.info("token file %s: %d tokens now", self.path, len(credentials))
@@ -145,3 +144,12 @@ class TokenFile:
 
 def _signature(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _reason(exc: Exception) -> str:
+    """Why reading failed, without the file's content (a decode error would quote it)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc)
