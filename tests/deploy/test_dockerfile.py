@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dockerfile
 import httpx
 import pytest
 
@@ -52,6 +53,22 @@ def test_hadolint_is_live_and_fails_a_bad_dockerfile(tmp_path: Path) -> None:
     result = _hadolint(bad)
     assert result.returncode != 0
     assert "DL3006" in result.stdout
+
+
+def test_build_context_keeps_what_the_build_copies() -> None:
+    kept = {
+        line.removeprefix("!").rstrip("/")
+        for line in (DOCKERFILE.parent / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    copied = {
+        source.rstrip("/")
+        for command in dockerfile.parse_file(str(DOCKERFILE))
+        if command.cmd.upper() == "COPY" and not command.flags
+        for source in command.value[:-1]
+    }
+    assert copied, "expected COPY instructions from the build context"
+    assert copied <= kept, f"excluded by .dockerignore: {sorted(copied - kept)}"
 
 
 def test_every_stage_uses_one_pinned_slim_python(image: Image) -> None:
