@@ -1,0 +1,185 @@
+"""Kargo's side of a promotion, as far as the example task needs it.
+
+- ``evaluate_config``: Kargo's expression templates (``${{ ... }}`` in config values),
+  following its ``pkg/expressions/json_templates.go``: each expression's result is
+  written into the string, then a whole value that reads as a quoted string, a number,
+  a boolean or JSON becomes that.
+- ``http_outcome``: the ``http`` step's documented rules for ``successExpression``,
+  ``failureExpression`` and ``outputs``.
+
+Expressions are evaluated by expr-lang itself (its Go implementation, through the
+``golem`` binding). Kargo's own functions that the task uses, ``secret()`` and
+``quote()``, are not expr-lang built-ins: each call is evaluated here (its argument
+by expr-lang) and its result handed to expr-lang as a variable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+import golem
+
+DELIMITERS = (("${{", "}}"), ("${%", "%}"))
+KARGO_FUNCTION = re.compile(r"\b(quote|secret)\(")
+GO_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I)
+GO_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
+GO_BOOL |= {"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+_ENGINE = golem.Engine(strict_vars=False)
+
+
+def go_json(value: Any) -> str:
+    """``json.Marshal``: compact, map keys sorted, ``<``, ``>`` and ``&`` escaped."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def evaluate_expression(expression: str, env: Mapping[str, Any]) -> Any:
+    """One expr-lang expression against ``env``; ``secrets`` feeds ``secret(name)``."""
+    bindings = dict(env)
+    fresh = count()
+    while calls := list(KARGO_FUNCTION.finditer(expression)):
+        call = calls[-1]  # the last call starts innermost: its argument has no calls left
+        end = _closing_paren(expression, call.end() - 1)
+        argument = _evaluate_expr_lang(expression[call.end() : end], bindings)
+        name = f"kargo_call_{next(fresh)}"
+        bindings[name] = _KARGO_FUNCTIONS[call.group(1)](argument, env)
+        expression = expression[: call.start()] + name + expression[end + 1 :]
+    return _evaluate_expr_lang(expression, bindings)
+
+
+def evaluate_template(template: str, env: Mapping[str, Any]) -> Any:
+    """A config string with zero or more delimited expressions, typed as Kargo types it."""
+    if not any(start in template for start, _ in DELIMITERS):
+        return template
+    parts: list[str] = []
+    rest = template
+    while (found := _next_expression(rest)) is not None:
+        before, expression, rest = found
+        value = evaluate_expression(expression, env)
+        parts += [before, value if isinstance(value, str) else go_json(value)]
+    result = "".join([*parts, rest])
+    newline = "\n" if result.endswith("\n") else ""
+    result = result.removesuffix("\n")
+    if len(result) > 1 and result.startswith('"') and result.endswith('"'):
+        return result[1:-1] + newline
+    if GO_NUMBER.fullmatch(result):
+        return float(result)
+    if result in GO_BOOL:
+        return GO_BOOL[result]
+    try:
+        return json.loads(result)
+    except ValueError:
+        return result + newline
+
+
+def evaluate_config(config: Any, env: Mapping[str, Any]) -> Any:
+    """Every string value in ``config`` (not keys) evaluated, recursively."""
+    if isinstance(config, dict):
+        return {key: evaluate_config(value, env) for key, value in config.items()}
+    if isinstance(config, list):
+        return [evaluate_config(value, env) for value in config]
+    if isinstance(config, str):
+        return evaluate_template(config, env)
+    return config
+
+
+@dataclass
+class HttpOutcome:
+    """What the ``http`` step makes of a response."""
+
+    status: str  # Succeeded, Failed (terminal), Running or Errored (both retried)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+def http_outcome(config: Mapping[str, Any], response: Mapping[str, Any]) -> HttpOutcome:
+    """The step's result for ``response`` (``{"status", "headers", "body"}``)."""
+    env = {"response": response}
+    success = config.get("successExpression")
+    failure = config.get("failureExpression")
+    if failure and _is_true(failure, env):
+        message = None
+        if config.get("errorExpression"):
+            extracted = evaluate_expression(config["errorExpression"], env)
+            message = extracted if isinstance(extracted, str) and extracted else None
+        return HttpOutcome("Failed", message=message)
+    if success and not _is_true(success, env):
+        return HttpOutcome("Running")
+    if not success and failure:
+        return HttpOutcome("Running")
+    if not success and not 200 <= response["status"] < 300:
+        return HttpOutcome("Errored")
+    outputs = {
+        rule["name"]: evaluate_expression(rule["fromExpression"], env)
+        for rule in config.get("outputs", [])
+    }
+    return HttpOutcome("Succeeded", outputs=outputs)
+
+
+def _is_true(expression: str, env: Mapping[str, Any]) -> bool:
+    result = evaluate_expression(expression, env)
+    assert isinstance(result, bool), f"{expression!r} gave {result!r}, not a boolean"
+    return result
+
+
+def _evaluate_expr_lang(expression: str, env: Mapping[str, Any]) -> Any:
+    # golem returns scalars only; toJSON (an expr-lang built-in) carries any value out.
+    return json.loads(_ENGINE.eval(f"toJSON({expression})", dict(env)))
+
+
+def _quote(value: Any, env: Mapping[str, Any]) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # Go's %q, for printable text
+    return f'"{go_json(value)}"'
+
+
+def _secret(name: Any, env: Mapping[str, Any]) -> dict[str, str]:
+    secrets: Mapping[str, dict[str, str]] = env.get("secrets", {})
+    return dict(secrets.get(name, {}))  # a missing Secret is an empty map
+
+
+_KARGO_FUNCTIONS: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
+    "quote": _quote,
+    "secret": _secret,
+}
+
+
+def _closing_paren(text: str, opening: int) -> int:
+    depth = 0
+    quote_char = ""
+    index = opening
+    while index < len(text):
+        char = text[index]
+        if quote_char:
+            if char == "\\":
+                index += 1
+            elif char == quote_char:
+                quote_char = ""
+        elif char in "\"'`":
+            quote_char = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    raise ValueError(f"unbalanced parentheses in {text!r}")
+
+
+def _next_expression(template: str) -> tuple[str, str, str] | None:
+    found = [(template.find(start), start, end) for start, end in DELIMITERS]
+    found = [f for f in found if f[0] >= 0]
+    if not found:
+        return None
+    begin, start, end = min(found)
+    close = template.find(end, begin + len(start))
+    if close < 0:
+        raise ValueError(f"unclosed expression: expected {end!r}")
+    return template[:begin], template[begin + len(start) : close], template[close + len(end) :]
