@@ -11,6 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app import __version__
+from app.observability.logs import configure_logging
 from app.settings import ConfigError, Settings, check_workspace_root
 
 
@@ -30,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (STEPD_LOG_LEVEL, default info)",
     )
+    serve.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        help="one JSON object per line, or human-readable (STEPD_LOG_FORMAT, default json)",
+    )
     return parser
 
 
@@ -37,7 +43,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the options given on the command line."""
     overrides: dict[str, Any] = {
         name: value
-        for name in ("host", "port", "workspace_root", "log_level")
+        for name in ("host", "port", "workspace_root", "log_level", "log_format")
         if (value := getattr(args, name, None)) is not None
     }
     try:
@@ -60,10 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from app.main import create_app
 
+    configure_logging(settings.log_format, settings.log_level)
+    # Our formatter on the root logger serves uvicorn's loggers too (log_config=None keeps
+    # uvicorn from installing its own), and our access line replaces uvicorn's.
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     return 0

@@ -24,6 +24,15 @@ class Settings(BaseSettings):
         Path("workspace"), description="Directory that every request is confined to."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = Field(
+        "json", description="One JSON object per line, or human-readable lines."
+    )
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    shutdown_timeout: int = Field(
+        25,
+        ge=1,
+        description="Seconds in-flight requests get to finish after SIGTERM.",
+    )
 
 
 def check_workspace_root(path: Path) -> Path:
