@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -56,6 +58,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stepd`` console script."""
     args = _parser().parse_args(argv)
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.main import create_app
 
     configure_logging(settings.log_format, settings.log_level)
+    # uvicorn drains in-flight requests on SIGTERM, then raises the signal again for the
+    # handler that was there before: with this one, a completed shutdown exits with 0
+    # rather than dying of the signal (143).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     # Our formatter on the root logger serves uvicorn's loggers too (log_config=None keeps
     # uvicorn from installing its own), and our access line replaces uvicorn's.
     uvicorn.run(
