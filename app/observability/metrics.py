@@ -21,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
 )
 from prometheus_client.exposition import choose_encoder
 
@@ -59,6 +60,9 @@ class Metrics:
     """The collectors of one application."""
 
     def __init__(self) -> None:
+        # The ``*_created`` timestamps would show as extra gauges in the text format that
+        # Prometheus scrapes, doubling every counter's series; the switch is process-wide.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)

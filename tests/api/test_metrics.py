@@ -4,6 +4,7 @@ backlog, labelled by route template, and served only when the setting says so.""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def label_values(client: TestClient, label: str) -> set[str]:
     }
 
 
+DOCS = Path(__file__).parents[2] / "docs" / "OBSERVABILITY.md"
 REQUESTS = "stepd_http_requests_total"
 DELETE_200 = {"method": "POST", "route": "/steps/delete", "status": "200"}
 
@@ -162,3 +164,17 @@ def test_metrics_setting_is_read_from_the_environment(
 ) -> None:
     monkeypatch.setenv("STEPD_METRICS", "false")
     assert Settings(workspace_root=root_dir).metrics is False
+
+
+def test_documented_metrics_are_exactly_the_exposed_ones(client: TestClient) -> None:
+    client.post("/steps/delete", json={"path": "gone"})
+    families = list(text_string_to_metric_families(client.get("/metrics").text))
+    names = {family.name for family in families} | {
+        found.name for family in families for found in family.samples
+    }
+    exposed = {name for name in names if name.startswith("stepd_")}
+    documented = set(re.findall(r"`(stepd_[a-z_]+)`", DOCS.read_text()))
+    assert documented <= exposed
+    assert {family.name for family in families if family.name.startswith("stepd_")} <= {
+        name.removesuffix("_total") for name in documented
+    }
