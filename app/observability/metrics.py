@@ -62,7 +62,7 @@ class Metrics:
     def __init__(self) -> None:
         # The ``*_created`` timestamps would show as extra gauges in the text format that
         # Prometheus scrapes, doubling every counter's series; the switch is process-wide.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         self.registry = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
