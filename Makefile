@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: $(STAMP)
 	mkdir -p workspace
-	$(BIN)/stepd serve --workspace-root ./workspace
+	$(BIN)/stepd serve --workspace-root ./workspace --log-format console
 
 test: lint typecheck pytest
 

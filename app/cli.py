@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from app import __version__
+from app.observability.logs import configure_logging
 from app.settings import ConfigError, Settings, check_exposure, check_tls, check_workspace_root
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert-file", help="PEM certificate: serve HTTPS (STEPD_TLS_CERT_FILE)")
     serve.add_argument("--tls-key-file", help="PEM key of the certificate (STEPD_TLS_KEY_FILE)")
+    serve.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        help="one JSON object per line, or human-readable (STEPD_LOG_FORMAT, default json)",
+    )
     return parser
 
 
@@ -42,7 +50,15 @@ def load_settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the options given on the command line."""
     overrides: dict[str, Any] = {
         name: value
-        for name in ("host", "port", "workspace_root", "log_level", "tls_cert_file", "tls_key_file")
+        for name in (
+            "host",
+            "port",
+            "workspace_root",
+            "log_level",
+            "log_format",
+            "tls_cert_file",
+            "tls_key_file",
+        )
         if (value := getattr(args, name, None)) is not None
     }
     try:
@@ -54,6 +70,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
     check_workspace_root(settings.workspace_root)
     check_tls(settings)
     return settings
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,8 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"stepd: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format, settings.log_level)
     if warning:
         log.warning("stepd: %s", warning)
+    # uvicorn drains in-flight requests on SIGTERM, then raises the signal again for the
+    # handler that was there before: with this one, a completed shutdown exits with 0
+    # rather than dying of the signal (143).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    # Our formatter on the root logger serves uvicorn's loggers too (log_config=None keeps
+    # uvicorn from installing its own), and our access line replaces uvicorn's.
     uvicorn.run(
         app,
         host=settings.host,
@@ -81,5 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_keep_alive=settings.keep_alive_timeout,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.max_concurrency,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     return 0

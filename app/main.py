@@ -8,13 +8,16 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.api import problems
 from app.api.auth import AuthMiddleware
 from app.api.limits import LimitsMiddleware
-from app.api.routes import health, steps
+from app.api.routes import health, metrics, steps
 from app.api.tokens import TokenFile
+from app.observability.metrics import Metrics
+from app.observability.middleware import RequestObserver
 from app.sandbox import Root
 from app.settings import Settings, check_workspace_root
 from app.steps.workspace import RESERVED
@@ -49,16 +52,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.root = root
             yield
 
-    app = FastAPI(
+    app = _App(
         title="stepd",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     problems.install(app)
     app.include_router(steps.router)
     app.include_router(health.router)
+    if settings.metrics:
+        app.include_router(metrics.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # The last added runs first: authenticate, then look at the body.
     app.add_middleware(
@@ -68,6 +74,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(AuthMiddleware, tokens=tokens, metrics_auth=settings.metrics_auth)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with the request observer outermost, outside even Starlette's handler of
+    unexpected errors, so that every response (500s too) carries X-Request-ID and is
+    counted and logged."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestObserver(super().build_middleware_stack(), self.state.metrics)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

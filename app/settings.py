@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(
         100, ge=1, description="Connections and requests at once; beyond it, 503 at once."
     )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="One JSON object per line, or human-readable lines."
+    )
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    shutdown_timeout: int = Field(
+        25,
+        ge=1,
+        description="Seconds in-flight requests get to finish after SIGTERM.",
+    )
 
 
 def check_workspace_root(path: Path) -> Path:

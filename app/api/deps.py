@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.observability.record import RequestRecord, current_record
 from app.sandbox import Root
 
 
@@ -16,3 +17,14 @@ def get_root(request: Request) -> Root:
 
 
 WorkspaceRoot = Annotated[Root, Depends(get_root)]
+
+
+async def get_request_record() -> RequestRecord:
+    """The record of this request, opened by the request observer."""
+    record = current_record()
+    if record is None:
+        raise RuntimeError("no request record: the request observer is not installed")
+    return record
+
+
+CurrentRequest = Annotated[RequestRecord, Depends(get_request_record)]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.observability.record import note_problem
 from app.sandbox.errors import SandboxError
 from app.steps.errors import StepError, TargetNotFound
 
@@ -92,6 +93,7 @@ def problem_response(
 ) -> JSONResponse:
     """A problem+json response for ``code`` (one of ``CATALOG``)."""
     kind = CATALOG[code]
+    note_problem(code)
     body = {
         "type": TYPE_PREFIX + code,
         "title": kind.title,

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from app.models.internal import DeleteConfig
 from app.sandbox import Root
+from app.sandbox.errors import SandboxError
 from app.sandbox.glob import compile_pattern
 from app.sandbox.paths import join, split
 from app.steps.errors import TargetNotFound
+from app.steps.observer import NULL_OBSERVER, DeleteObserver
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +50,37 @@ def plan_delete(workspace: Root | None, config: DeleteConfig) -> DeletePlan:
     return plan
 
 
-def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
-    """Remove the planned targets; one already gone counts as deleted."""
+def apply_delete(
+    workspace: Root | None, plan: DeletePlan, observer: DeleteObserver = NULL_OBSERVER
+) -> DeleteOutcome:
+    """Remove the planned targets, telling ``observer``; one already gone counts as deleted."""
     if workspace is not None:
         for target in plan.targets:
-            workspace.remove(target)
+            try:
+                workspace.remove(target)
+            except SandboxError as exc:
+                observer.failed(target, exc.code)
+                raise
+            observer.deleted(target)
     return DeleteOutcome(deleted=list(plan.targets), absent=list(plan.absent))
 
 
-def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
-    """Plan, then apply, a delete step."""
-    return apply_delete(workspace, plan_delete(workspace, config))
+def run_delete(
+    workspace: Root | None, config: DeleteConfig, observer: DeleteObserver = NULL_OBSERVER
+) -> DeleteOutcome:
+    """Plan, then apply, a delete step, telling ``observer`` the fate of every entry."""
+    try:
+        plan = plan_delete(workspace, config)
+    except TargetNotFound as exc:
+        for missing in exc.missing:
+            observer.failed(missing, exc.code)
+        raise
+    except SandboxError as exc:
+        observer.failed(exc.path or None, exc.code)
+        raise
+    for missing in plan.absent:
+        observer.absent(missing)
+    return apply_delete(workspace, plan, observer)
 
 
 class _PlanBuilder:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from app.api.deps import WorkspaceRoot
+from app.api.deps import CurrentRequest, WorkspaceRoot
 from app.api.problems import problem_responses
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.steps.delete import run_delete
@@ -77,9 +77,11 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
 def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
+    record: CurrentRequest,
 ) -> DeleteResult:
     """Run one delete step; blocking filesystem work, so FastAPI runs it in a thread."""
     spec = request.to_internal()
+    record.start_step("delete", spec.workspace)
     with open_workspace(root, spec.workspace) as workspace:
-        outcome = run_delete(workspace, spec.config)
+        outcome = run_delete(workspace, spec.config, observer=record)
     return delete_result(spec.api_version, outcome.deleted, outcome.absent)

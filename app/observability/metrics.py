@@ -1,0 +1,132 @@
+"""Prometheus metrics of one application, and their exposition at ``/metrics``.
+
+Each application has its own registry, so several in one process (tests) never collide.
+docs/OBSERVABILITY.md describes every metric. Labels have bounded values: routes are
+templates (never raw paths), methods outside the standard ones count as ``other``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+
+from app import __version__
+from app.observability.record import RequestRecord
+
+UNMATCHED_ROUTE = "<unmatched>"
+ENTRY_OUTCOMES = ("deleted", "absent", "failed")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# From a no-op delete (well under a millisecond) to a big tree deleted in place.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class PurgeBacklog(Protocol):
+    """What the purger has yet to free: ``entries``, and ``bytes`` (None when unknown)."""
+
+    @property
+    def entries(self) -> int: ...
+
+    @property
+    def bytes(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A plain ``PurgeBacklog``."""
+
+    entries: int = 0
+    bytes: int | None = 0
+
+
+NO_BACKLOG = Backlog()
+
+
+class Metrics:
+    """The collectors of one application."""
+
+    def __init__(self) -> None:
+        # The ``*_created`` timestamps would show as extra gauges in the text format that
+        # Prometheus scrapes, doubling every counter's series; the switch is process-wide.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+        self.registry = CollectorRegistry(auto_describe=True)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        Info("stepd_build", "The running stepd.", registry=self.registry).info(
+            {"version": __version__}
+        )
+        self.requests = Counter(
+            "stepd_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "stepd_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by route template.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "stepd_http_requests_in_progress",
+            "HTTP requests being served now.",
+            registry=self.registry,
+        )
+        entries = Counter(
+            "stepd_delete_entries",
+            "Entries of delete steps, by outcome: deleted, absent (matched nothing), failed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._entries = {outcome: entries.labels(outcome) for outcome in ENTRY_OUTCOMES}
+        self._backlog: Callable[[], PurgeBacklog] = lambda: NO_BACKLOG
+        Gauge(
+            "stepd_purge_backlog_entries",
+            "Detached entries the purger has yet to free.",
+            registry=self.registry,
+        ).set_function(lambda: self._backlog().entries)
+        Gauge(
+            "stepd_purge_backlog_bytes",
+            "Bytes the purger has yet to free (NaN when unknown).",
+            registry=self.registry,
+        ).set_function(self._backlog_bytes)
+
+    def watch_purge_backlog(self, source: Callable[[], PurgeBacklog]) -> None:
+        """Read the purge backlog from ``source`` at each scrape; it must return at once
+        (a value the purger keeps up to date, never a walk of the trash)."""
+        self._backlog = source
+
+    def observe(
+        self, method: str, route: str, status: int, seconds: float, record: RequestRecord
+    ) -> None:
+        """Count one answered request and the entries of the step it ran."""
+        method = method if method in _METHODS else "other"
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+        for outcome, count in record.entries.items():
+            self._entries[outcome].inc(count)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The metrics in the format ``accept`` asks for (Prometheus text or OpenMetrics),
+        with its content type."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
+
+    def _backlog_bytes(self) -> float:
+        size = self._backlog().bytes
+        return math.nan if size is None else float(size)
