@@ -27,11 +27,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy app
 
+# A private temp root, emptied by rm (pytest's own clean-up recurses, and some test
+# trees are deeper than Python's recursion limit).
 pytest: $(STAMP)
-	$(BIN)/pytest
+	rm -rf .pytest-tmp
+	$(BIN)/pytest --basetemp=.pytest-tmp
 
 openapi: $(STAMP)
 	$(BIN)/python -m app.api.spec openapi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis
