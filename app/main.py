@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api import problems
@@ -23,6 +24,8 @@ inside the workspace root. Errors are RFC 9457 `application/problem+json` with a
 `code`.
 """
 
+DOCS_ASSETS_URL = "/docs/assets"
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the workspace root is checked now and opened at start-up."""
@@ -35,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.root = root
             yield
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from assets shipped in the package: no CDN.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_URL,
         title="stepd",
         version=__version__,
         description=DESCRIPTION,
