@@ -38,9 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.root = root
             yield
 
-    # Swagger UI (/docs) and ReDoc (/redoc) from assets shipped in the package: no CDN.
+    # Swagger UI at /docs from assets shipped in a Python package: no CDN. No ReDoc: its
+    # page loads a logo from the internet.
     app = FastAPIOffline(
         static_url=DOCS_ASSETS_URL,
+        redoc_url=None,
         title="stepd",
         version=__version__,
         description=DESCRIPTION,
