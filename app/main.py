@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="stepd",
         version=__version__,
         description=DESCRIPTION,
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -63,11 +64,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title,
             version=app.version,
             description=app.description,
+            license_info=app.license_info,
             routes=app.routes,
         )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = problems.Problem.model_json_schema()
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        # No authentication unless an operation says otherwise.
+        schema.setdefault("security", [])
         app.openapi_schema = schema
     return app.openapi_schema
