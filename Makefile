@@ -1,12 +1,13 @@
 # stepd: `make run` serves on 127.0.0.1:8080 with ./workspace as the root;
-# `make test` runs the linters and the test suite. Both create .venv on first use.
+# `make test` runs the linters (OpenAPI too) and the test suite. Both create .venv on first use.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: run test lint typecheck pytest openapi clean
+.PHONY: run test lint typecheck pytest openapi openapi-lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
 	touch $@
 
+# Node tools (Redocly CLI), exactly as package-lock.json pins them.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: $(STAMP)
 	mkdir -p workspace
 	$(BIN)/stepd serve --workspace-root ./workspace --log-format console
 
-test: lint typecheck pytest
+test: lint typecheck openapi-lint pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests
@@ -36,5 +42,9 @@ pytest: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m app.api.spec openapi
 
+# Rules and accepted exceptions: redocly.yaml, .redocly.lint-ignore.yaml.
+openapi-lint: $(NODE_STAMP)
+	REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly lint openapi/openapi.json
+
 clean:
-	rm -rf $(VENV) .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis

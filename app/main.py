@@ -14,7 +14,7 @@ from app import __version__
 from app.api import problems
 from app.api.auth import AuthMiddleware
 from app.api.limits import LimitsMiddleware
-from app.api.routes import health, metrics, steps
+from app.api.routes import docs, health, metrics, steps
 from app.api.tokens import TokenFile
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
@@ -53,9 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = _App(
+        docs_url=None,
+        redoc_url=None,
         title="stepd",
         version=__version__,
         description=DESCRIPTION,
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(steps.router)
     app.include_router(health.router)
+    docs.install(app)
     if settings.metrics:
         app.include_router(metrics.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -92,6 +96,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title,
             version=app.version,
             description=app.description,
+            license_info=app.license_info,
             routes=app.routes,
         )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -99,5 +104,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema["components"]["securitySchemes"] = {"bearerAuth": BEARER_AUTH}
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        # No authentication unless an operation says otherwise.
+        schema.setdefault("security", [])
         app.openapi_schema = schema
     return app.openapi_schema

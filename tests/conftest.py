@@ -12,6 +12,7 @@ from app.main import create_app
 from app.sandbox import Root
 from app.settings import Settings
 from app.steps.workspace import RESERVED
+from tests.live import serve
 
 
 @pytest.fixture
@@ -37,3 +38,10 @@ def client(root_dir: Path) -> Iterator[TestClient]:
     app = create_app(Settings(workspace_root=root_dir))
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def live_server(root_dir: Path) -> Iterator[str]:
+    """A real ``python -m app serve`` over ``root_dir``; yields its base URL."""
+    with serve(root_dir) as base_url:
+        yield base_url

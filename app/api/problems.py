@@ -105,6 +105,41 @@ def problem_response(
     return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE)
 
 
+# What a problem of each code looks like, for the API description: ``detail`` and the
+# extension members. A code missing here is shown with its title as the detail.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "invalid_request": {
+        "detail": "path: Input should be a valid string",
+        "errors": [{"field": "path", "message": "Input should be a valid string"}],
+    },
+    "invalid_path": {
+        "detail": "path must be relative to the workspace, not absolute",
+        "path": "/etc/passwd",
+    },
+    "path_outside_workspace": {"detail": "path climbs out of the workspace", "path": "../x"},
+    "invalid_glob": {"detail": "pattern 'a[' has an unclosed '['", "path": "a["},
+    "not_found": {
+        "detail": "strict mode: nothing matches 'out'; nothing was deleted",
+        "missing": ["out"],
+    },
+    "not_ready": {"detail": "workspace root is not writable"},
+    "internal": {"detail": "an internal error occurred; it has been logged"},
+}
+
+
+def problem_example(code: str) -> dict[str, Any]:
+    """An example problem+json body of ``code`` (one of ``CATALOG``)."""
+    kind = CATALOG[code]
+    return {
+        "type": TYPE_PREFIX + code,
+        "title": kind.title,
+        "status": kind.status,
+        "detail": kind.title,
+        "code": code,
+        **EXAMPLES.get(code, {}),
+    }
+
+
 def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` documenting ``codes`` (grouped by status) as problems."""
     by_status: dict[int, list[str]] = {}
@@ -116,12 +151,9 @@ def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
             "content": {
                 MEDIA_TYPE: {
                     "schema": {"$ref": "#/components/schemas/Problem"},
-                    "example": {
-                        "type": TYPE_PREFIX + grouped[0],
-                        "title": CATALOG[grouped[0]].title,
-                        "status": status,
-                        "detail": "...",
-                        "code": grouped[0],
+                    "examples": {
+                        code: {"summary": CATALOG[code].title, "value": problem_example(code)}
+                        for code in grouped
                     },
                 }
             },

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.api.deps import WorkspaceRoot
+from app.api.examples import ok_examples
 from app.api.problems import problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
@@ -18,9 +19,17 @@ class Health(BaseModel):
     status: str
 
 
-@router.get("/healthz", operation_id="getHealth", summary="Liveness", response_model=Health)
+@router.get(
+    "/healthz",
+    operation_id="getHealth",
+    summary="Liveness",
+    description="Always `200` while the process serves requests; it touches nothing else, "
+    "so a failing liveness probe means the process is stuck or gone.",
+    response_model=Health,
+    responses=ok_examples({"alive": {"summary": "The process serves", "value": {"status": "ok"}}}),
+)
 def healthz() -> Health:
-    """Always 200 while the process serves requests."""
+    """The liveness probe."""
     return Health(status="ok")
 
 
@@ -28,11 +37,17 @@ def healthz() -> Health:
     "/readyz",
     operation_id="getReadiness",
     summary="Readiness",
+    description="`200` when the workspace root is still a directory stepd can write to; "
+    "`503 not_ready` when it was removed, or is read-only or not writable, so that "
+    "traffic goes elsewhere until it is fixed.",
     response_model=Health,
-    responses=problem_responses("not_ready"),
+    responses=ok_examples(
+        {"ready": {"summary": "Ready to run steps", "value": {"status": "ready"}}}
+    )
+    | problem_responses("not_ready"),
 )
 def readyz(root: WorkspaceRoot) -> Health | JSONResponse:
-    """200 when the workspace root is still a directory we can write to, else 503."""
+    """The readiness probe: checks the workspace root through its open descriptor."""
     try:
         st = os.fstat(root.fd)
         read_only = bool(os.fstatvfs(root.fd).f_flag & os.ST_RDONLY)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from app.api.deps import CurrentRequest, WorkspaceRoot
+from app.api.examples import ok_examples
 from app.api.problems import problem_responses
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.steps.delete import run_delete
@@ -35,6 +36,29 @@ DELETE_EXAMPLES: dict[str, Any] = {
     },
 }
 
+DELETE_RESULT_EXAMPLES: dict[str, Any] = {
+    "v1": {
+        "summary": "v1: one entry deleted, one absent",
+        "value": {
+            "apiVersion": "v1",
+            "kind": "DeleteResult",
+            "status": "Succeeded",
+            "deleted": ["charts/web/values-dev.yaml"],
+            "absent": ["tmp/**"],
+        },
+    },
+    "v1alpha1": {
+        "summary": "v1alpha1: the answer keeps the request's version",
+        "value": {
+            "apiVersion": "v1alpha1",
+            "kind": "DeleteResult",
+            "status": "Succeeded",
+            "deleted": ["out/manifests.yaml"],
+            "absent": [],
+        },
+    },
+}
+
 DELETE_DESCRIPTION = """\
 Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root itself).
 
@@ -54,7 +78,8 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
     description=DELETE_DESCRIPTION,
     response_model=DeleteResult,
     openapi_extra={"security": [{"bearerAuth": []}, {}]},
-    responses=problem_responses(
+    responses=ok_examples(DELETE_RESULT_EXAMPLES)
+    | problem_responses(
         "unauthorized",
         "request_timeout",
         "payload_too_large",
