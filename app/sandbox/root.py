@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from enum import StrEnum
@@ -299,25 +300,27 @@ def _holds_mount(fd: int) -> bool:
     A pre-check from /proc/self/mountinfo, so a refusal comes before anything is deleted;
     the walk that removes a tree refuses to cross a mount on its own regardless.
     """
+    # Compared as bytes: mountinfo holds raw names, escaped octally (see ``_unescape``).
     try:
-        where = os.readlink(f"/proc/self/fd/{fd}")
+        where = os.readlink(os.fsencode(f"/proc/self/fd/{fd}"))
         with open("/proc/self/mountinfo", "rb") as info:
-            lines = info.read().decode("utf-8", "surrogateescape").splitlines()
+            lines = info.read().splitlines()
     except OSError:
         return False
-    prefix = where.rstrip("/") + "/"
+    prefix = where.rstrip(b"/") + b"/"
     for line in lines:
-        fields = line.split(" ")
+        fields = line.split(b" ")
         if len(fields) > 4 and _unescape(fields[4]).startswith(prefix):
             return True
     return False
 
 
-def _unescape(field: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space...)."""
-    if "\\" not in field:
-        return field
-    return bytes(field, "utf-8", "surrogateescape").decode("unicode_escape")
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(field: bytes) -> bytes:
+    """Undo mountinfo's octal escapes (``\\040`` for a space...), byte for byte."""
+    return _OCTAL_ESCAPE.sub(lambda match: bytes([int(match[1], 8)]), field)
 
 
 __all__ = ["Entry", "EntryKind", "Root", "SandboxError"]
