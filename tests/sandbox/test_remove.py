@@ -74,8 +74,18 @@ def test_symlinks_inside_a_removed_tree_are_not_followed(
     assert snapshot(outside) == before
 
 
-def test_a_tree_deeper_than_the_recursion_limit_is_removed(root: Root, root_dir: Path) -> None:
+@pytest.fixture
+def deep_tree(root_dir: Path) -> Iterator[None]:
+    """``d/d/.../d`` 1500 levels deep; removed afterwards even if the test failed, since
+    pytest's own clean-up (``shutil.rmtree``) would hit RecursionError on it."""
     make_deep_tree(root_dir, 1500)
+    yield
+    with Root.open(root_dir) as cleaner:
+        cleaner.remove("d")
+
+
+@pytest.mark.usefixtures("deep_tree")
+def test_a_tree_deeper_than_the_recursion_limit_is_removed(root: Root, root_dir: Path) -> None:
     (root_dir / "keep").write_text("x")
     entry = root.lookup("d")
     assert entry is not None
