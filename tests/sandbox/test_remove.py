@@ -15,11 +15,6 @@ from tests.fs import bind_mount, make_deep_tree, snapshot
 
 
 @pytest.fixture
-def outside(root_dir: Path) -> Path:
-    return root_dir.parent / "outside"
-
-
-@pytest.fixture
 def unix_socket(root_dir: Path) -> Iterator[Path]:
     """A listening Unix socket bound at ``root_dir/sock``."""
     path = root_dir / "sock"

@@ -13,12 +13,6 @@ from app.steps.workspace import RESERVED_NAME
 from tests.fs import snapshot
 
 
-@pytest.fixture
-def outside(root_dir: Path) -> Path:
-    """The folder beside the root that no operation may touch."""
-    return root_dir.parent / "outside"
-
-
 def test_a_file_is_removed(root: Root, root_dir: Path) -> None:
     (root_dir / "a.txt").write_text("x")
     entry = root.lookup("a.txt")
