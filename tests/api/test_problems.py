@@ -95,7 +95,8 @@ class TestInvalidRequest:
         self, client: TestClient, content: bytes, content_type: str
     ) -> None:
         response = client.post(DELETE, content=content, headers={"content-type": content_type})
-        assert_problem(response, 422, "invalid_request")
+        problem = assert_problem(response, 422, "invalid_request")
+        assert [error["field"] for error in problem["errors"]] == ["body"]
 
 
 class TestInvalidPath:
