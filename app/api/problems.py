@@ -182,11 +182,30 @@ def _field(loc: Sequence[int | str]) -> str:
     return ".".join(parts) or "body"
 
 
+def _error_field(error: Any) -> str:
+    # A JSON syntax error's location ends with a character offset, not a field name.
+    if error.get("type") == "json_invalid":
+        return "body"
+    return _field(error.get("loc", ()))
+
+
+def _bad_workspace_name(error: Any) -> bool:
+    return bool(
+        _field(error.get("loc", ())) == "workspace"
+        and error.get("type") == "string_pattern_mismatch"
+    )
+
+
 def validation_problem(errors: Sequence[Any]) -> JSONResponse:
-    """The ``invalid_request`` problem naming each field that failed and why."""
-    items = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+    """The problem naming each field that failed and why.
+
+    ``invalid_request``, except that a well-typed workspace name that is not one valid
+    segment is ``invalid_path``, like every other name that can never be in the root.
+    """
+    items = [{"field": _error_field(e), "message": e.get("msg", "")} for e in errors]
     detail = "; ".join(f"{item['field']}: {item['message']}" for item in items)
-    return problem_response("invalid_request", detail or "invalid request", errors=items)
+    code = "invalid_path" if errors and all(map(_bad_workspace_name, errors)) else "invalid_request"
+    return problem_response(code, detail or "invalid request", errors=items)
 
 
 def install(app: FastAPI) -> None:

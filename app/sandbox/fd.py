@@ -74,12 +74,13 @@ class DirOpener:
             if exc.errno == errno.ENOENT:
                 raise Missing(name) from None
             raise from_os_error(exc, path, "open directory") from None
-        if not self._on_root_mount(fd):
+        if not self.on_root_mount(fd):
             os.close(fd)
             raise OutsideRoot("a mount point is in the way", path=path)
         return fd
 
-    def _on_root_mount(self, fd: int) -> bool:
+    def on_root_mount(self, fd: int) -> bool:
+        """Whether the file open at ``fd`` lies on the root's own mount."""
         if os.fstat(fd).st_dev != self.root_dev:
             return False
         # Bind mounts of the same filesystem share st_dev; only the mount id tells them apart.

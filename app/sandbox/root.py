@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from enum import StrEnum
@@ -127,8 +128,9 @@ class Root:
     def lookup(self, path: str) -> Entry | None:
         """The entry at ``path``, or None when it (or a parent) does not exist.
 
-        A directory is checked to hold no mount point, so that removing it later can
-        succeed whole. Raises ``SandboxError`` for anything that must not be touched.
+        The entry is checked not to be a mount point and, for a directory, to hold none, so
+        that removing it later can succeed whole. Raises ``SandboxError`` for anything that
+        must not be touched.
         """
         parts = split(path)
         located = self._open_parent(parts)
@@ -144,8 +146,7 @@ class Root:
             except OSError as exc:
                 raise from_os_error(exc, path, "inspect") from None
             kind = _kind(st.st_mode)
-            if kind is EntryKind.DIRECTORY:
-                self._check_directory(parent_fd, leaf, path)
+            self._check_mounts(parent_fd, leaf, path)
             parent = os.fstat(parent_fd)
             return Entry(join(parts), kind, (parent.st_dev, parent.st_ino, leaf))
         finally:
@@ -154,7 +155,8 @@ class Root:
     def remove(self, path: str) -> bool:
         """Remove the entry at ``path`` (a directory with all it holds, a symlink as a link).
 
-        Returns False when there was nothing to remove.
+        Returns False when there was nothing to remove. An entry that is, or holds, a mount
+        point is refused with ``OutsideRoot`` before anything is removed.
         """
         parts = split(path)
         located = self._open_parent(parts)
@@ -186,6 +188,7 @@ class Root:
                 return False
             except OSError as exc:
                 raise from_os_error(exc, path, "inspect") from None
+            self._check_mounts(parent_fd, leaf, path)
             try:
                 if stat.S_ISDIR(st.st_mode):
                     remove_tree(self._opener, parent_fd, leaf, path=path)
@@ -200,14 +203,21 @@ class Root:
                 raise from_os_error(exc, path, "delete") from None
         raise Busy("the entry kept changing while being deleted", path)
 
-    def _check_directory(self, parent_fd: int, leaf: str, path: str) -> None:
-        """Refuse a directory that is, or holds, a mount point."""
+    def _check_mounts(self, parent_fd: int, leaf: str, path: str) -> None:
+        """Refuse an entry that is a mount point (a bind-mounted file too) or holds one.
+
+        ``O_PATH`` opens without following a symlink or really opening a FIFO or device.
+        """
         try:
-            fd = self._opener.open_dir(parent_fd, leaf, path=path)
-        except (IsSymlink, Missing):
+            fd = os.open(leaf, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        except (FileNotFoundError, NotADirectoryError):
             return
+        except OSError as exc:
+            raise from_os_error(exc, path, "inspect") from None
         try:
-            if _holds_mount(fd):
+            if not self._opener.on_root_mount(fd):
+                raise OutsideRoot("a mount point is in the way", path=path)
+            if stat.S_ISDIR(os.fstat(fd).st_mode) and _holds_mount(fd):
                 raise OutsideRoot("a mount point lies inside this directory", path=path)
         finally:
             os.close(fd)
@@ -299,25 +309,27 @@ def _holds_mount(fd: int) -> bool:
     A pre-check from /proc/self/mountinfo, so a refusal comes before anything is deleted;
     the walk that removes a tree refuses to cross a mount on its own regardless.
     """
+    # Compared as bytes: mountinfo holds raw names, escaped octally (see ``_unescape``).
     try:
-        where = os.readlink(f"/proc/self/fd/{fd}")
+        where = os.readlink(os.fsencode(f"/proc/self/fd/{fd}"))
         with open("/proc/self/mountinfo", "rb") as info:
-            lines = info.read().decode("utf-8", "surrogateescape").splitlines()
+            lines = info.read().splitlines()
     except OSError:
         return False
-    prefix = where.rstrip("/") + "/"
+    prefix = where.rstrip(b"/") + b"/"
     for line in lines:
-        fields = line.split(" ")
+        fields = line.split(b" ")
         if len(fields) > 4 and _unescape(fields[4]).startswith(prefix):
             return True
     return False
 
 
-def _unescape(field: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space...)."""
-    if "\\" not in field:
-        return field
-    return bytes(field, "utf-8", "surrogateescape").decode("unicode_escape")
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(field: bytes) -> bytes:
+    """Undo mountinfo's octal escapes (``\\040`` for a space...), byte for byte."""
+    return _OCTAL_ESCAPE.sub(lambda match: bytes([int(match[1], 8)]), field)
 
 
 __all__ = ["Entry", "EntryKind", "Root", "SandboxError"]

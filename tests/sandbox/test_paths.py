@@ -1,53 +1,87 @@
-"""Size limits of ``paths.split``: Linux's PATH_MAX and NAME_MAX, and a bound on segments."""
+"""Path spelling: what a root-relative path means, and what it can never mean."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from app.sandbox.errors import NameTooLong, PathTooLong, TooManySegments
-from app.sandbox.paths import MAX_PATH_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS, split
+from app.sandbox import Root
+from app.sandbox.errors import InvalidPath, OutsideRoot
+from app.sandbox.paths import join, split
 
 
-def test_an_entry_of_max_path_bytes_is_accepted() -> None:
-    path = "/".join(["d" * 127] * 31)
-    path += "/" + "f" * (MAX_PATH_BYTES - len(path) - 1)
-    assert len(path.encode()) == MAX_PATH_BYTES
-    assert len(split(path)) == 32
+@pytest.mark.parametrize(
+    ("spelling", "normalised"),
+    [
+        ("a/b", "a/b"),
+        ("./a/b", "a/b"),
+        ("a/b/", "a/b"),
+        ("./a//b/./", "a/b"),
+        ("a/x/../b", "a/b"),
+        ("a/b/.", "a/b"),
+    ],
+)
+def test_dot_segments_empty_segments_and_trailing_slash_are_ignored(
+    spelling: str, normalised: str
+) -> None:
+    assert join(split(spelling)) == normalised
 
 
-def test_one_byte_more_is_path_too_long() -> None:
-    path = "/".join(["d" * 127] * 31)
-    path += "/" + "f" * (MAX_PATH_BYTES - len(path))
-    with pytest.raises(PathTooLong) as caught:
-        split(path)
-    assert caught.value.code == "path_too_long"
-    assert len(caught.value.path) < 100
+@pytest.mark.parametrize("spelling", ["./out", "out/", "./out/", "out//", "./././out"])
+def test_every_spelling_removes_the_same_entry(root: Root, root_dir: Path, spelling: str) -> None:
+    (root_dir / "out").mkdir()
+    (root_dir / "out" / "f.txt").write_text("x")
+
+    entry = root.lookup(spelling)
+    assert entry is not None
+    assert entry.path == "out"
+    assert root.remove(spelling) is True
+    assert not (root_dir / "out").exists()
 
 
-def test_a_segment_of_max_bytes_is_accepted_and_one_more_is_not() -> None:
-    assert split("a/" + "x" * MAX_SEGMENT_BYTES) == ("a", "x" * MAX_SEGMENT_BYTES)
-    with pytest.raises(NameTooLong) as caught:
-        split("a/" + "x" * (MAX_SEGMENT_BYTES + 1))
-    assert caught.value.code == "name_too_long"
+@pytest.mark.parametrize("path", ["/etc/passwd", "/", "//a"])
+def test_absolute_paths_are_invalid(root: Root, path: str) -> None:
+    with pytest.raises(InvalidPath):
+        root.lookup(path)
+    with pytest.raises(InvalidPath):
+        root.remove(path)
 
 
-def test_segments_are_counted_in_utf8_bytes() -> None:
-    with pytest.raises(NameTooLong):
-        split("ü" * 128)
+@pytest.mark.parametrize("path", ["a\x00b", "\x00", "dir/\x00"])
+def test_nul_bytes_are_invalid(root: Root, root_dir: Path, path: str) -> None:
+    (root_dir / "a").write_text("x")
+    with pytest.raises(InvalidPath, match="NUL"):
+        root.remove(path)
+    assert (root_dir / "a").exists()
 
 
-def test_max_segments_are_accepted_and_one_more_is_not() -> None:
-    assert len(split("/".join(["s"] * MAX_SEGMENTS))) == MAX_SEGMENTS
-    with pytest.raises(TooManySegments) as caught:
-        split("/".join(["s"] * (MAX_SEGMENTS + 1)))
-    assert caught.value.code == "too_many_segments"
+@pytest.mark.parametrize("path", [".", "./", "", "a/..", "a/b/../..", "./."])
+def test_the_root_itself_is_invalid(root: Root, root_dir: Path, path: str) -> None:
+    (root_dir / "a").mkdir()
+    with pytest.raises(InvalidPath, match="root itself"):
+        root.remove(path)
+    assert (root_dir / "a").is_dir()
 
 
-def test_dot_segments_count_but_empty_ones_do_not() -> None:
-    assert split("//".join(["s"] * MAX_SEGMENTS)) == ("s",) * MAX_SEGMENTS
-    with pytest.raises(TooManySegments):
-        split("a/" + "./" * MAX_SEGMENTS)
+@pytest.mark.parametrize("path", ["..", "../outside/precious.txt", "a/../../outside", "a/../.."])
+def test_dot_dot_climbing_out_is_outside(root: Root, root_dir: Path, path: str) -> None:
+    (root_dir / "a").mkdir()
+    with pytest.raises(OutsideRoot):
+        root.remove(path)
+    assert (root_dir.parent / "outside" / "precious.txt").read_text() == "keep me"
 
 
-def test_a_lone_surrogate_is_measured_not_crashed_on() -> None:
-    assert split("a\ud800") == ("a\ud800",)
+def test_dot_dot_that_stays_inside_is_fine(root: Root, root_dir: Path) -> None:
+    (root_dir / "a").mkdir()
+    (root_dir / "b.txt").write_text("x")
+    assert root.remove("a/../b.txt") is True
+    assert not (root_dir / "b.txt").exists()
+    assert (root_dir / "a").is_dir()
+
+
+def test_errors_name_the_path_relative_to_the_root_only(root: Root, root_dir: Path) -> None:
+    with pytest.raises(OutsideRoot) as caught:
+        root.remove("../x")
+    assert str(root_dir) not in str(caught.value)
+    assert caught.value.path == "../x"

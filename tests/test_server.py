@@ -1,0 +1,36 @@
+"""Smoke test: a real ``python -m app serve`` answers the README's curl examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.server import running_server
+
+
+def test_the_acceptance_examples_against_a_real_server(root_dir: Path) -> None:
+    args = ["--host", "127.0.0.1", "--port", "0", "--workspace-root", str(root_dir)]
+    with running_server(args) as base:
+        absent = httpx.post(f"{base}/steps/delete", json={"path": "gone"}, timeout=10)
+        assert absent.status_code == 200
+        assert absent.json() == {
+            "apiVersion": "v1",
+            "kind": "DeleteResult",
+            "status": "Succeeded",
+            "deleted": [],
+            "absent": ["gone"],
+        }
+
+        strict = httpx.post(
+            f"{base}/steps/delete", json={"path": "gone", "strict": True}, timeout=10
+        )
+        assert strict.status_code == 404
+        assert strict.headers["content-type"] == "application/problem+json"
+        assert strict.json()["code"] == "not_found"
+
+        (root_dir / "out").mkdir()
+        deleted = httpx.post(f"{base}/steps/delete", json={"path": "out"}, timeout=10)
+        assert deleted.json()["deleted"] == ["out"]
+        assert not (root_dir / "out").exists()
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200

@@ -1,0 +1,80 @@
+"""The committed API description: current, and frozen for released versions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from app.api.spec import SPEC_DIR, VERSIONED_MODELS, openapi_document, render, version_schemas
+from app.models.delete import SUPPORTED_VERSIONS
+
+STALE = "openapi/openapi.json is stale: run `make openapi` and commit the result"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def test_the_committed_spec_is_the_generated_one(document: dict[str, Any]) -> None:
+    committed = (SPEC_DIR / "openapi.json").read_text()
+    assert committed == render(document), STALE
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONED_MODELS))
+def test_released_schemas_never_change(version: str) -> None:
+    for name, text in version_schemas(version).items():
+        frozen = SPEC_DIR / name
+        assert frozen.exists(), f"{name} is missing: freeze {version} with app.api.spec freeze"
+        assert frozen.read_text() == text, (
+            f"{name} changed: a released version is frozen; add a new version instead"
+        )
+
+
+def test_every_supported_version_is_frozen() -> None:
+    assert set(SUPPORTED_VERSIONS) == set(VERSIONED_MODELS)
+
+
+@pytest.mark.parametrize("schema", ["DeleteRequestV1", "DeleteRequestV1Alpha1"])
+def test_each_version_is_a_named_schema_with_examples(
+    document: dict[str, Any], schema: str
+) -> None:
+    schemas = document["components"]["schemas"]
+    assert schema in schemas
+    examples = schemas[schema]["examples"]
+    assert examples
+    version = "v1alpha1" if schema.endswith("Alpha1") else "v1"
+    assert all(example["apiVersion"] == version for example in examples)
+
+
+def test_the_request_body_offers_examples_of_both_versions(document: dict[str, Any]) -> None:
+    body = document["paths"]["/steps/delete"]["post"]["requestBody"]["content"]["application/json"]
+    versions = {example["value"].get("apiVersion") for example in body["examples"].values()}
+    assert versions == {"v1", "v1alpha1"}
+    refs = json.dumps(body["schema"])
+    assert "DeleteRequestV1" in refs
+    assert "DeleteRequestV1Alpha1" in refs
+
+
+def test_operation_ids_are_stable(document: dict[str, Any]) -> None:
+    ids = {
+        path: {method: op["operationId"] for method, op in item.items()}
+        for path, item in document["paths"].items()
+    }
+    assert ids == {
+        "/steps/delete": {"post": "runDeleteStep"},
+        "/healthz": {"get": "getHealth"},
+        "/readyz": {"get": "getReadiness"},
+    }
+
+
+def test_error_responses_are_problems(document: dict[str, Any]) -> None:
+    responses = document["paths"]["/steps/delete"]["post"]["responses"]
+    for status in ("404", "422", "500"):
+        content = responses[status]["content"]
+        assert list(content) == ["application/problem+json"]
+        assert content["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/Problem"
+        }
