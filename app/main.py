@@ -11,10 +11,16 @@ from fastapi.openapi.utils import get_openapi
 
 from app import __version__
 from app.api import problems
+from app.api.idempotency import IdempotencyMiddleware
 from app.api.routes import health, steps
+from app.idempotency.sqlite import SQLiteStore
 from app.sandbox import Root
-from app.settings import Settings, check_workspace_root
+from app.settings import Settings, check_workspace_root, state_dir
+from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
+
+IDEMPOTENCY_DB = "idempotency.sqlite3"
+IDEMPOTENT_PATHS = ("/steps/delete", "/steps/batch")
 
 DESCRIPTION = """\
 Sandboxed, idempotent file steps for GitOps promotion pipelines (Kargo's `delete`, over
@@ -32,8 +38,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with Root.open(root_path, reserved=RESERVED) as root:
-            app.state.root = root
-            yield
+            staging = Staging(root)
+            try:
+                # Before serving: undo what a killed process left half done.
+                with staging.lock(exclusive=True):
+                    staging.recover()
+                store = SQLiteStore(
+                    state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
+                )
+                store.release_stale()
+                app.state.root = root
+                app.state.staging = staging
+                app.state.idempotency = store
+                try:
+                    yield
+                finally:
+                    store.close()
+            finally:
+                staging.close()
 
     app = FastAPI(
         title="stepd",
@@ -43,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
+    app.add_middleware(IdempotencyMiddleware, paths=IDEMPOTENT_PATHS)
     app.include_router(steps.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,15 @@ class Settings(BaseSettings):
         Path("workspace"), description="Directory that every request is confined to."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_batch_steps: int = Field(1000, ge=1, description="Most steps one batch may hold.")
+    state_dir: Path | None = Field(
+        None,
+        description="Where stepd keeps its state (idempotency records); default "
+        "`<root>/.stepd/state`, which no request can reach.",
+    )
+    idempotency_ttl: timedelta = Field(
+        timedelta(hours=24), description="How long an Idempotency-Key's response is kept."
+    )
 
 
 def check_workspace_root(path: Path) -> Path:
@@ -36,3 +46,10 @@ def check_workspace_root(path: Path) -> Path:
     if resolved == Path(resolved.anchor):
         raise ConfigError("workspace root must not be '/'")
     return resolved
+
+
+def state_dir(settings: Settings, root: Path) -> Path:
+    """The state directory, created (mode 0700) if missing; ``root`` is the resolved root."""
+    path = settings.state_dir or root / ".stepd" / "state"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path

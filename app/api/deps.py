@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.sandbox import Root
+from app.settings import Settings
+from app.steps.staging import Staging
 
 
 def get_root(request: Request) -> Root:
@@ -16,3 +18,19 @@ def get_root(request: Request) -> Root:
 
 
 WorkspaceRoot = Annotated[Root, Depends(get_root)]
+
+
+def get_staging(request: Request) -> Staging:
+    """The root's staging area (recovered at start-up)."""
+    staging: Staging = request.app.state.staging
+    return staging
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the application was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RootStaging = Annotated[Staging, Depends(get_staging)]
+AppSettings = Annotated[Settings, Depends(get_settings)]

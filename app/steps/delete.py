@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass, field
 
 from app.models.internal import DeleteConfig
-from app.sandbox import Root
+from app.sandbox import Entry, Root
 from app.sandbox.glob import compile_pattern
 from app.sandbox.paths import join, split
+from app.steps.context import StepContext
 from app.steps.errors import TargetNotFound
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class DeletePlan:
     """What a delete step will remove, decided before anything is removed."""
 
-    targets: list[str] = field(default_factory=list)
+    targets: list[Entry] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
 
 
@@ -48,17 +49,12 @@ def plan_delete(workspace: Root | None, config: DeleteConfig) -> DeletePlan:
     return plan
 
 
-def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
-    """Remove the planned targets; one already gone counts as deleted."""
-    if workspace is not None:
-        for target in plan.targets:
-            workspace.remove(target)
-    return DeleteOutcome(deleted=list(plan.targets), absent=list(plan.absent))
-
-
-def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
-    """Plan, then apply, a delete step."""
-    return apply_delete(workspace, plan_delete(workspace, config))
+def run_delete(context: StepContext, config: DeleteConfig) -> DeleteOutcome:
+    """Plan, then apply, a delete step; a target already gone counts as deleted."""
+    plan = plan_delete(context.workspace, config)
+    if plan.targets:
+        context.remove(plan.targets)
+    return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
 
 
 class _PlanBuilder:
@@ -103,5 +99,5 @@ class _PlanBuilder:
             return False
         if entry.identity not in self.seen:
             self.seen.add(entry.identity)
-            self.plan.targets.append(entry.path)
+            self.plan.targets.append(entry)
         return True

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Header
+from fastapi.responses import JSONResponse
 
-from app.api.deps import WorkspaceRoot
-from app.api.problems import problem_responses
+from app.api.deps import AppSettings, RootStaging, WorkspaceRoot
+from app.api.problems import (
+    error_code,
+    error_detail,
+    failure_problem,
+    problem_responses,
+    validation_problem,
+)
+from app.models import internal
+from app.models.batch import (
+    BatchRequest,
+    BatchResult,
+    BatchStepResult,
+    StepFailure,
+    batch_result,
+    default_alias,
+)
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
-from app.steps.delete import run_delete
-from app.steps.workspace import open_workspace
+from app.steps.batch import StepResult, run_batch
+from app.steps.delete import DeleteOutcome
+from app.steps.registry import DELETE
 
 router = APIRouter(prefix="/steps", tags=["steps"])
 
@@ -47,6 +65,59 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
 """
 
 
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retry safe: the first request with a key runs and its answer is "
+        "kept (24 h by default); the same key with the same body answers it again, with "
+        "`Idempotent-Replayed: true`. A quoted string or a token, 1..255 visible ASCII.",
+    ),
+]
+
+BATCH_EXAMPLES: dict[str, Any] = {
+    "atomic": {
+        "summary": "Atomic: clean two directories, all or nothing",
+        "value": {
+            "apiVersion": "v1",
+            "workspace": "promo-42",
+            "atomic": True,
+            "steps": [
+                {"uses": "delete", "as": "clean-out", "config": {"path": "out"}},
+                {"uses": "delete", "config": {"paths": ["tmp/**"], "pathsAreGlobs": True}},
+                {"uses": "delete", "as": "old", "config": {"path": "old.yaml", "strict": True}},
+            ],
+        },
+    },
+    "continue-on-error": {
+        "summary": "Not atomic; a failing step that may fail",
+        "value": {
+            "steps": [
+                {
+                    "uses": "delete",
+                    "config": {"path": "maybe", "strict": True},
+                    "continueOnError": True,
+                },
+                {"uses": "delete", "config": {"path": "out"}},
+            ]
+        },
+    },
+}
+
+BATCH_DESCRIPTION = """\
+Runs Kargo-shaped steps in order in one workspace. The whole batch is validated before
+any step runs (an invalid step is `422`, naming it: `steps[3].config.path`). Step
+statuses: `Succeeded`, `Failed` (the request or workspace is wrong), `Errored` (the
+environment failed: busy, no space, I/O) and `Skipped` (after the step that stopped the
+batch). A failing step with `continueOnError: true` does not stop the batch.
+
+With `atomic: true`, targets are moved aside into a hidden staging area and purged only
+when every step succeeded; if the batch fails, every step that ran is undone and the
+workspace is exactly as before. A failed batch answers the failing step's status and
+`code` as `application/problem+json` with `steps`, `failedStep` and `rolledBack`.
+"""
+
+
 @router.post(
     "/delete",
     operation_id="runDeleteStep",
@@ -62,6 +133,9 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
         "permission_denied",
         "read_only_filesystem",
         "busy",
+        "invalid_idempotency_key",
+        "idempotency_key_in_flight",
+        "idempotency_key_reused",
         "no_space",
         "io_error",
         "internal",
@@ -70,9 +144,80 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
 def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
+    staging: RootStaging,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> DeleteResult:
-    """Run one delete step; blocking filesystem work, so FastAPI runs it in a thread."""
+    """Run one delete step: a batch of one. Blocking filesystem work: FastAPI runs it in a
+    thread. ``idempotency_key`` is declared for the documentation; the middleware acts on
+    it."""
     spec = request.to_internal()
-    with open_workspace(root, spec.workspace) as workspace:
-        outcome = run_delete(workspace, spec.config)
+    step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
+    batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
+    result = run_batch(root, staging, batch)
+    if result.failed is not None:
+        assert result.failed.error is not None
+        raise result.failed.error
+    outcome: DeleteOutcome = result.steps[0].output
     return delete_result(spec.api_version, outcome.deleted, outcome.absent)
+
+
+@router.post(
+    "/batch",
+    operation_id="runBatch",
+    summary="Run a batch of steps",
+    description=BATCH_DESCRIPTION,
+    response_model=BatchResult,
+    response_model_by_alias=True,
+    responses=problem_responses(
+        "invalid_request",
+        "invalid_path",
+        "path_outside_workspace",
+        "invalid_glob",
+        "not_found",
+        "permission_denied",
+        "read_only_filesystem",
+        "busy",
+        "atomic_unsupported",
+        "invalid_idempotency_key",
+        "idempotency_key_in_flight",
+        "idempotency_key_reused",
+        "no_space",
+        "io_error",
+        "internal",
+    ),
+)
+def run_batch_steps(
+    request: Annotated[BatchRequest, Body(openapi_examples=BATCH_EXAMPLES)],
+    root: WorkspaceRoot,
+    staging: RootStaging,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> BatchResult | JSONResponse:
+    """Run a batch; see the description. Blocking: FastAPI runs it in a thread."""
+    spec = request.to_internal()
+    if len(spec.steps) > settings.max_batch_steps:
+        message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
+        return validation_problem([{"loc": ("body", "steps"), "msg": message}])
+    result = run_batch(root, staging, spec)
+    steps = [_step_result(step) for step in result.steps]
+    if result.failed is None:
+        return batch_result(spec.api_version, steps)
+    assert result.failed.error is not None
+    return failure_problem(
+        result.failed.error,
+        steps=[step.model_dump(mode="json", by_alias=True, exclude_none=True) for step in steps],
+        failedStep=result.failed.alias,
+        rolledBack=result.rolled_back,
+    )
+
+
+def _step_result(result: StepResult) -> BatchStepResult:
+    """The response form of one step's result."""
+    output = result.output
+    outputs = asdict(output) if is_dataclass(output) and not isinstance(output, type) else {}
+    error = None
+    if result.error is not None:
+        error = StepFailure(code=error_code(result.error), detail=error_detail(result.error))
+    return BatchStepResult(
+        alias=result.alias, uses=result.uses, status=result.status, error=error, **outputs
+    )
