@@ -168,6 +168,7 @@ def run_delete_step(
     description=BATCH_DESCRIPTION,
     response_model=BatchResult,
     response_model_by_alias=True,
+    response_model_exclude_none=True,
     responses=problem_responses(
         "invalid_request",
         "invalid_path",
