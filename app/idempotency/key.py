@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 MAX_LENGTH = 255
 
-_BARE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_BARE = re.compile(r"[\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]+")
 _QUOTED = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
 
 
