@@ -42,7 +42,7 @@ class AtomicUnsupported(StepError):
 
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"cannot move {path!r} aside: the staging area is on another filesystem, so an "
-            "atomic batch cannot run here; nothing was deleted in place"
+            f"cannot move {path!r} aside: the staging area is on another filesystem, so "
+            "atomic batches cannot run here (nothing is deleted in place instead)"
         )
         self.path = path

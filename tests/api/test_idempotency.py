@@ -79,7 +79,9 @@ def test_key_in_flight_is_409(client: TestClient) -> None:
     assert response.json()["code"] == "idempotency_key_in_flight"
 
 
-@pytest.mark.parametrize("key", ["", '""', "has space", '"unterminated', "a" * 256, '"\x7f"', "a,b"])
+@pytest.mark.parametrize(
+    "key", ["", '""', "has space", '"unterminated', "a" * 256, '"\x7f"', "a,b"]
+)
 def test_malformed_key_is_400(client: TestClient, key: str) -> None:
     response = client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": key})
     assert response.status_code == 400
