@@ -3,8 +3,8 @@
 The draft makes it a Structured Field String: ``"..."`` with ``\\"`` and ``\\\\`` escapes
 and printable ASCII inside. Many clients send the bare value, so a token of visible ASCII
 without quotes, backslashes or commas (which join repeated header lines) is accepted too
-and means the same key (``abc`` and ``"abc"`` are one key). The key is 1..255 characters once unquoted; parameters and
-several header lines are refused.
+and means the same key (``abc`` and ``"abc"`` are one key). The key is 1..255 characters
+once unquoted; parameters and several header lines are refused.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ def test_real_path_resolves_symlinked_parents(root: Root, root_dir: Path, aside:
     (root_dir / "real" / "f").write_text("f")
     (root_dir / "alias").symlink_to("real")
     entry = root.lookup("alias/f")
-    assert entry is not None and entry.real_path == "real/f"
+    assert entry is not None
+    assert entry.real_path == "real/f"
     assert root.move_out(entry.real_path, aside, "0")
     assert not (root_dir / "real" / "f").exists()
 
@@ -44,7 +45,8 @@ def test_move_in_restores_entry_and_parent_times(root: Root, root_dir: Path, asi
     (root_dir / "d" / "f").write_text("f")
     os.utime(root_dir / "d", ns=(111, 222))
     entry = root.lookup("d/f")
-    assert entry is not None and entry.parent_times == (111, 222)
+    assert entry is not None
+    assert entry.parent_times == (111, 222)
     assert root.move_out(entry.real_path, aside, "0")
     assert root.move_in(aside, "0", entry.real_path, entry.parent_times)
     assert (root_dir / "d" / "f").read_text() == "f"

@@ -63,12 +63,14 @@ class Server:
             self._reap()
 
     def _reap(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
+        assert self.process is not None
+        assert self.process.stderr is not None
         self.process.wait()
         self._drainer.join()
         self.process.stderr.close()
 
     def _drain(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
+        assert self.process is not None
+        assert self.process.stderr is not None
         for line in self.process.stderr:
             self.log.append(line)

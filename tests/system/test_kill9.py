@@ -9,6 +9,7 @@ start-up recovers before it listens. Half the batches end with a strict step tha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -48,10 +49,8 @@ def _post_in_background(url: str, body: dict[str, object]) -> list[httpx.Respons
     answers: list[httpx.Response] = []
 
     def post() -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # killed mid-request
             answers.append(httpx.post(url + "/steps/batch", json=body, timeout=60))
-        except httpx.HTTPError:
-            pass  # killed mid-request
 
     threading.Thread(target=post, daemon=True).start()
     return answers
