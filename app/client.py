@@ -99,6 +99,10 @@ class NotFound(ProblemError):
     """Strict mode, and something matched nothing; ``problem["missing"]`` lists it."""
 
 
+class Conflict(ProblemError):
+    """Another request with the same Idempotency-Key is still running; retry later."""
+
+
 class FilesystemFailure(ProblemError):
     """The filesystem refused or failed (permissions, read-only, busy, space, I/O)."""
 
@@ -129,6 +133,11 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "symlink_loop": InvalidPath,
     "name_too_long": InvalidPath,
     "not_found": NotFound,
+    "invalid_idempotency_key": InvalidRequest,
+    "idempotency_key_reused": InvalidRequest,
+    "idempotency_key_in_flight": Conflict,
+    "atomic_unsupported": FilesystemFailure,
+    "cross_device": FilesystemFailure,
     "permission_denied": FilesystemFailure,
     "read_only_filesystem": FilesystemFailure,
     "busy": FilesystemFailure,

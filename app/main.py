@@ -13,14 +13,20 @@ from starlette.types import ASGIApp
 from app import __version__
 from app.api import problems
 from app.api.auth import AuthMiddleware
+from app.api.idempotency import IdempotencyMiddleware
 from app.api.limits import LimitsMiddleware
 from app.api.routes import docs, health, metrics, steps
 from app.api.tokens import TokenFile
+from app.idempotency.sqlite import SQLiteStore
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
 from app.sandbox import Root
-from app.settings import Settings, check_workspace_root
+from app.settings import Settings, check_workspace_root, state_dir
+from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
+
+IDEMPOTENCY_DB = "idempotency.sqlite3"
+IDEMPOTENT_PATHS = ("/steps/delete", "/steps/batch")
 
 DESCRIPTION = """\
 Sandboxed, idempotent file steps for GitOps promotion pipelines (Kargo's `delete`, over
@@ -49,8 +55,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with Root.open(root_path, reserved=RESERVED) as root:
-            app.state.root = root
-            yield
+            staging = Staging(root)
+            try:
+                # Before serving: undo what a killed process left half done.
+                with staging.lock(exclusive=True):
+                    staging.recover()
+                store = SQLiteStore(
+                    state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
+                )
+                store.release_stale()
+                app.state.root = root
+                app.state.staging = staging
+                app.state.idempotency = store
+                try:
+                    yield
+                finally:
+                    store.close()
+            finally:
+                staging.close()
 
     app = _App(
         docs_url=None,
@@ -64,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     problems.install(app)
+    app.add_middleware(IdempotencyMiddleware, paths=IDEMPOTENT_PATHS)
     app.include_router(steps.router)
     app.include_router(health.router)
     docs.install(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -56,6 +57,15 @@ class Settings(BaseSettings):
         25,
         ge=1,
         description="Seconds in-flight requests get to finish after SIGTERM.",
+    )
+    max_batch_steps: int = Field(1000, ge=1, description="Most steps one batch may hold.")
+    state_dir: Path | None = Field(
+        None,
+        description="Where stepd keeps its state (idempotency records); default "
+        "`<root>/.stepd/state`, which no request can reach.",
+    )
+    idempotency_ttl: timedelta = Field(
+        timedelta(hours=24), description="How long an Idempotency-Key's response is kept."
     )
 
 
@@ -112,3 +122,10 @@ def check_tls(settings: Settings) -> None:
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
         raise ConfigError(f"cannot load TLS certificate {str(cert)!r}: {reason}") from None
+
+
+def state_dir(settings: Settings, root: Path) -> Path:
+    """The state directory, created (mode 0700) if missing; ``root`` is the resolved root."""
+    path = settings.state_dir or root / ".stepd" / "state"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path

@@ -48,14 +48,15 @@ def bind_mount(source: Path, target: Path, *, read_only: bool = False) -> Iterat
         pytest.skip(f"bind mounts are not permitted here: {mounted.stderr.strip()}")
     try:
         if read_only:
-            subprocess.run(
-                ["mount", "-o", "remount,bind,ro", str(target)],
-                capture_output=True,
-                check=True,
-            )
+            remount(target, "ro")
         yield
     finally:
         subprocess.run(["umount", str(target)], capture_output=True, check=True)
+
+
+def remount(target: Path, mode: str) -> None:
+    """Make the bind mount at ``target`` read-only (``"ro"``) or writable (``"rw"``)."""
+    subprocess.run(["mount", "-o", f"remount,bind,{mode}", str(target)], check=True)
 
 
 def make_deep_tree(top: Path, depth: int) -> None:

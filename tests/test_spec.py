@@ -65,6 +65,7 @@ def test_operation_ids_are_stable(document: dict[str, Any]) -> None:
     }
     assert ids == {
         "/steps/delete": {"post": "runDeleteStep"},
+        "/steps/batch": {"post": "runBatch"},
         "/healthz": {"get": "getHealth"},
         "/readyz": {"get": "getReadiness"},
     }

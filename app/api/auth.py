@@ -29,7 +29,12 @@ REALM = 'Bearer realm="stepd"'
 
 def caller_of(request: Request) -> str:
     """The identity of whoever made ``request`` (see the module docstring)."""
-    caller: str = request.state.caller
+    return caller_in(request.scope)
+
+
+def caller_in(scope: Scope) -> str:
+    """The identity of whoever made the request of ``scope``; ``ANONYMOUS`` if unknown."""
+    caller: str = scope.get("state", {}).get(CALLER_KEY, ANONYMOUS)
     return caller
 
 

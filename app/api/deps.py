@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from app.observability.record import RequestRecord, current_record
 from app.sandbox import Root
+from app.settings import Settings
+from app.steps.staging import Staging
 
 
 def get_root(request: Request) -> Root:
@@ -28,3 +30,19 @@ async def get_request_record() -> RequestRecord:
 
 
 CurrentRequest = Annotated[RequestRecord, Depends(get_request_record)]
+
+
+def get_staging(request: Request) -> Staging:
+    """The root's staging area (recovered at start-up)."""
+    staging: Staging = request.app.state.staging
+    return staging
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the application was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RootStaging = Annotated[Staging, Depends(get_staging)]
+AppSettings = Annotated[Settings, Depends(get_settings)]

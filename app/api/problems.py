@@ -19,14 +19,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.models.delete import SUPPORTED_VERSIONS
 from app.observability.record import note_problem
 from app.sandbox.errors import SandboxError
 from app.steps.errors import StepError, TargetNotFound
+from app.steps.registry import KINDS
 
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:stepd:problem:"
+INTERNAL_DETAIL = "an internal error occurred; it has been logged"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ CATALOG: dict[str, ProblemKind] = {
     "no_space": ProblemKind(507, "No space left on the device"),
     "too_many_open_files": ProblemKind(503, "The service ran out of file descriptors"),
     "io_error": ProblemKind(503, "The filesystem reported an I/O error"),
+    "cross_device": ProblemKind(409, "A rename would cross filesystems"),
+    "atomic_unsupported": ProblemKind(409, "An atomic batch cannot run on this filesystem"),
+    "invalid_idempotency_key": ProblemKind(400, "The Idempotency-Key header is malformed"),
+    "idempotency_key_reused": ProblemKind(422, "The Idempotency-Key was used for another request"),
+    "idempotency_key_in_flight": ProblemKind(409, "A request with this Idempotency-Key is running"),
     "not_ready": ProblemKind(503, "The service is not ready"),
     "unauthorized": ProblemKind(401, "A valid bearer token is required"),
     "request_timeout": ProblemKind(408, "The request body did not arrive in time"),
@@ -162,9 +170,8 @@ def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def domain_problem(exc: SandboxError | StepError) -> JSONResponse:
-    """The problem for a domain error."""
-    extensions: dict[str, Any] = {}
+def domain_problem(exc: SandboxError | StepError, **extensions: Any) -> JSONResponse:
+    """The problem for a domain error, with ``extensions`` added."""
     if isinstance(exc, SandboxError) and exc.path:
         extensions["path"] = exc.path
     if isinstance(exc, TargetNotFound):
@@ -172,14 +179,44 @@ def domain_problem(exc: SandboxError | StepError) -> JSONResponse:
     return problem_response(exc.code, exc.message, **extensions)
 
 
+def failure_problem(exc: Exception, **extensions: Any) -> JSONResponse:
+    """The problem for whatever a step raised: a domain error, or a bug (``internal``)."""
+    if isinstance(exc, SandboxError | StepError):
+        return domain_problem(exc, **extensions)
+    return problem_response("internal", INTERNAL_DETAIL, **extensions)
+
+
+def error_code(exc: Exception) -> str:
+    """The problem ``code`` an exception a step raised answers with."""
+    return exc.code if isinstance(exc, SandboxError | StepError) else "internal"
+
+
+def error_detail(exc: Exception) -> str:
+    """The problem ``detail`` an exception a step raised answers with."""
+    return exc.message if isinstance(exc, SandboxError | StepError) else INTERNAL_DETAIL
+
+
 def _field(loc: Sequence[int | str]) -> str:
     # Drop "body" and the apiVersion tag pydantic puts in front of a union member's fields.
-    parts = [str(p) for p in loc]
+    parts = list(loc)
     if parts and parts[0] == "body":
         parts = parts[1:]
-    if parts and parts[0] in ("v1", "v1alpha1"):
+    if parts and parts[0] in SUPPORTED_VERSIONS:
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    if parts and parts[0] == "steps":
+        return _step_field(parts)
+    return ".".join(str(p) for p in parts) or "body"
+
+
+def _step_field(parts: list[int | str]) -> str:
+    """A batch field as ``steps[3].config.paths[1]``, without the ``uses`` tag after the
+    step's index that pydantic puts in front of the fields of a union member."""
+    if len(parts) > 2 and isinstance(parts[1], int) and parts[2] in KINDS:
+        del parts[2]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
 
 
 def _error_field(error: Any) -> str:
@@ -231,7 +268,7 @@ def install(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response("internal", "an internal error occurred; it has been logged")
+        return problem_response("internal", INTERNAL_DETAIL)
 
     app.add_exception_handler(SandboxError, on_domain_error)
     app.add_exception_handler(StepError, on_domain_error)

@@ -1,8 +1,8 @@
 """The committed API description: ``openapi/openapi.json`` and the frozen version schemas.
 
 ``python -m app.api.spec openapi`` rewrites ``openapi.json`` (what ``make openapi`` runs);
-``python -m app.api.spec freeze VERSION`` writes a new version's schemas once and refuses
-to overwrite them: a released version never changes.
+``python -m app.api.spec freeze VERSION`` writes a version's schemas that are not yet
+frozen, and refuses to run when a frozen one would change: a released schema never does.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ VERSIONED_MODELS: dict[str, dict[str, type[BaseModel]]] = {
     v1alpha1.API_VERSION: {
         "DeleteRequest": v1alpha1.DeleteRequestV1Alpha1,
         "DeleteResult": v1alpha1.DeleteResultV1Alpha1,
+        "DeleteConfig": v1alpha1.DeleteConfigV1Alpha1,
     },
     v1.API_VERSION: {
         "DeleteRequest": v1.DeleteRequestV1,
         "DeleteResult": v1.DeleteResultV1,
+        "DeleteConfig": v1.DeleteConfigV1,
     },
 }
 
@@ -50,10 +52,14 @@ def version_schemas(version: str) -> dict[str, str]:
     """Rendered JSON schemas of ``version``'s models, by relative file name."""
     return {
         f"schemas/{version}/{name}.json": render(model.model_json_schema(mode="validation"))
-        if name.endswith("Request")
+        if name.endswith(("Request", "Config"))
         else render(model.model_json_schema(mode="serialization"))
         for name, model in VERSIONED_MODELS[version].items()
     }
+
+
+def _read(name: str) -> str:
+    return (SPEC_DIR / name).read_text()
 
 
 def main(argv: list[str]) -> int:
@@ -61,13 +67,16 @@ def main(argv: list[str]) -> int:
         (SPEC_DIR / "openapi.json").write_text(render(openapi_document()))
         return 0
     if len(argv) == 2 and argv[0] == "freeze":
-        for name, text in version_schemas(argv[1]).items():
+        schemas = version_schemas(argv[1])
+        changed = [n for n, t in schemas.items() if (SPEC_DIR / n).exists() and _read(n) != t]
+        if changed:
+            print(f"{', '.join(changed)}: released schemas never change", file=sys.stderr)
+            return 1
+        for name, text in schemas.items():
             target = SPEC_DIR / name
-            if target.exists():
-                print(f"{target} exists: released schemas never change", file=sys.stderr)
-                return 1
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
         return 0
     print("usage: python -m app.api.spec openapi | freeze VERSION", file=sys.stderr)
     return 2

@@ -13,7 +13,8 @@ from app.models.v1alpha1 import DeleteRequestV1Alpha1, DeleteResultV1Alpha1
 SUPPORTED_VERSIONS = (v1.API_VERSION, v1alpha1.API_VERSION)
 
 
-def _api_version(body: Any) -> Any:
+def api_version_tag(body: Any) -> Any:
+    """The ``apiVersion`` a request body asks for (default ``v1``): the unions' discriminator."""
     if isinstance(body, dict):
         return body.get("apiVersion", v1.API_VERSION)
     return getattr(body, "apiVersion", v1.API_VERSION)
@@ -23,7 +24,7 @@ DeleteRequest = Annotated[
     Annotated[DeleteRequestV1, Tag(v1.API_VERSION)]
     | Annotated[DeleteRequestV1Alpha1, Tag(v1alpha1.API_VERSION)],
     Discriminator(
-        _api_version,
+        api_version_tag,
         custom_error_type="unsupported_api_version",
         custom_error_message=f"apiVersion must be one of: {', '.join(SUPPORTED_VERSIONS)}",
     ),

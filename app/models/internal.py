@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,23 @@ class DeleteRequest:
     api_version: str
     workspace: str | None
     config: DeleteConfig
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """One step of a batch: ``config`` is its kind's internal config (``DeleteConfig``...)."""
+
+    alias: str
+    uses: str
+    config: Any
+    continue_on_error: bool = False
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """Steps to run in order in ``workspace``; ``atomic``: all or nothing."""
+
+    api_version: str
+    workspace: str | None
+    atomic: bool
+    steps: tuple[BatchStep, ...]

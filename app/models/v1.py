@@ -7,7 +7,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.models import internal
-from app.models.common import NonEmptyPath, WorkspaceName
+from app.models.common import CheckedTarget, NonEmptyPath, WorkspaceName
 
 API_VERSION: Final = "v1"
 MAX_PATHS = 1000
@@ -50,17 +50,56 @@ class DeleteRequestV1(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> DeleteRequestV1:
-        if (self.path is None) == (self.paths is None):
-            raise ValueError("exactly one of 'path' or 'paths' must be given")
+        _check_exactly_one(self.path, self.paths)
         return self
 
     def to_internal(self) -> internal.DeleteRequest:
-        paths = (self.path,) if self.path is not None else tuple(self.paths or ())
         return internal.DeleteRequest(
             api_version=self.apiVersion,
             workspace=self.workspace,
-            config=internal.DeleteConfig(paths=paths, globs=self.pathsAreGlobs, strict=self.strict),
+            config=_config(self.path, self.paths, self.pathsAreGlobs, self.strict),
         )
+
+
+class DeleteConfigV1(BaseModel):
+    """A batch step's `delete` config in v1: a delete request without `apiVersion` and
+    `workspace` (the batch's own). Targets are checked before any step runs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # Declared before the targets: their check depends on it.
+    pathsAreGlobs: bool = Field(
+        False, description="Treat entries as doublestar glob patterns (`*`, `?`, `[]`, `{}`, `**`)."
+    )
+    path: CheckedTarget | None = Field(
+        None, description="One path relative to the workspace. Exactly one of `path`, `paths`."
+    )
+    paths: Annotated[list[CheckedTarget], Field(min_length=1, max_length=MAX_PATHS)] | None = Field(
+        None, description="Paths (or patterns) relative to the workspace, at most 1000."
+    )
+    strict: bool = Field(
+        False, description="Fail with 404 `not_found` when an entry or pattern matches nothing."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> DeleteConfigV1:
+        _check_exactly_one(self.path, self.paths)
+        return self
+
+    def to_internal(self) -> internal.DeleteConfig:
+        return _config(self.path, self.paths, self.pathsAreGlobs, self.strict)
+
+
+def _check_exactly_one(path: str | None, paths: list[str] | None) -> None:
+    if (path is None) == (paths is None):
+        raise ValueError("exactly one of 'path' or 'paths' must be given")
+
+
+def _config(
+    path: str | None, paths: list[str] | None, globs: bool, strict: bool
+) -> internal.DeleteConfig:
+    targets = (path,) if path is not None else tuple(paths or ())
+    return internal.DeleteConfig(paths=targets, globs=globs, strict=strict)
 
 
 class DeleteResultV1(BaseModel):

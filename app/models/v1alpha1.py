@@ -7,7 +7,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import internal
-from app.models.common import NonEmptyPath, WorkspaceName
+from app.models.common import CheckedTarget, NonEmptyPath, WorkspaceName
 
 API_VERSION: Final = "v1alpha1"
 
@@ -34,6 +34,19 @@ class DeleteRequestV1Alpha1(BaseModel):
             workspace=self.workspace,
             config=internal.DeleteConfig(paths=(self.path,), strict=self.strict),
         )
+
+
+class DeleteConfigV1Alpha1(BaseModel):
+    """A batch step's `delete` config in v1alpha1: a delete request without `apiVersion` and
+    `workspace` (the batch's own). The path is checked before any step runs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    path: CheckedTarget = Field(description="Path relative to the workspace.")
+    strict: bool = Field(False, description="Fail with 404 `not_found` when the path is absent.")
+
+    def to_internal(self) -> internal.DeleteConfig:
+        return internal.DeleteConfig(paths=(self.path,), strict=self.strict)
 
 
 class DeleteResultV1Alpha1(BaseModel):

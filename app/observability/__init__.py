@@ -1,4 +1,4 @@
 """Observability: request ids, the per-request record, metrics and log formatting.
 
-HTTP-side only: the domain reports through ``app.steps.observer`` and never imports this.
+HTTP-side only: routes report what the domain's results say; the domain never imports this.
 """

@@ -16,6 +16,7 @@ snake_case ``code`` that outer layers map to their own vocabulary (HTTP statuses
         ├── SymlinkLoop          ELOOP: too many symbolic links while resolving
         ├── NameTooLong          ENAMETOOLONG
         ├── NoSpace              ENOSPC, EDQUOT
+        ├── CrossDevice          EXDEV: a rename would cross filesystems
         ├── TooManyOpenFiles     EMFILE, ENFILE
         └── IOFailure            EIO and anything else the kernel reported
 
@@ -102,6 +103,10 @@ class NoSpace(FilesystemError):
     code = "no_space"
 
 
+class CrossDevice(FilesystemError):
+    code = "cross_device"
+
+
 class TooManyOpenFiles(FilesystemError):
     code = "too_many_open_files"
 
@@ -121,6 +126,7 @@ _BY_ERRNO: dict[int, type[FilesystemError]] = {
     errno.ENAMETOOLONG: NameTooLong,
     errno.ENOSPC: NoSpace,
     errno.EDQUOT: NoSpace,
+    errno.EXDEV: CrossDevice,
     errno.EMFILE: TooManyOpenFiles,
     errno.ENFILE: TooManyOpenFiles,
 }

@@ -6,6 +6,10 @@ in one call when nothing on the way is a symlink, otherwise one component at a t
 ``O_NOFOLLOW``, following each symlink ourselves and refusing any that leads out. A symlink
 swapped in during a request therefore cannot redirect it, and the leaf is never followed:
 removing a symlink removes the link.
+
+Entries can also be moved out of the tree into another ``Root`` (``move_out``) and back
+(``move_in``), by rename: the entry itself (inode, contents, mode, timestamps, a symlink as
+a link) is untouched, which is what undoable deletes are built on.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from app.sandbox.fd import DIR_FLAGS, STRICT_RESOLVE, DirOpener, IsSymlink, Miss
 from app.sandbox.openat2 import openat2, probe
 from app.sandbox.paths import Parts, join, split
 from app.sandbox.remove import remove_tree
+from app.sandbox.rename import rename_noreplace
 
 # As Linux's own limit on symlinks followed during one lookup.
 MAX_SYMLINKS = 40
@@ -49,11 +54,15 @@ class Entry:
 
     ``path`` is the normalised path it was asked for; ``identity`` (device and inode of
     its real parent directory, and its name) tells two spellings of one entry apart.
+    ``real_path`` spells it through real directories only (symlinks on the way resolved),
+    and ``parent_times`` are its parent's (atime, mtime) in ns when it was looked up.
     """
 
     path: str
     kind: EntryKind
     identity: tuple[int, int, str]
+    real_path: str
+    parent_times: tuple[int, int]
 
 
 class Root:
@@ -109,14 +118,16 @@ class Root:
     ) -> None:
         self.close()
 
-    def open_subdir(self, name: str) -> Root | None:
+    def open_subdir(self, name: str, *, create: bool = False) -> Root | None:
         """The child directory ``name`` as a root of its own, or None when absent.
 
         The child must be a real directory on the same mount: a symlink or a mount point
-        is refused with ``OutsideRoot``.
+        is refused with ``OutsideRoot``. ``create`` makes it first (mode 0700) if missing.
         """
         if "/" in name or name in ("", ".", "..") or name in self._reserved:
             raise InvalidPath(f"{name!r} is not a valid workspace name", path=name)
+        if create:
+            _mkdir(self._fd, name)
         try:
             fd = self._opener.open_dir(self._fd, name, path=name)
         except IsSymlink:
@@ -124,6 +135,89 @@ class Root:
         except Missing:
             return None
         return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
+
+    def open_private(self, name: str) -> Root:
+        """The reserved top-level directory ``name``, created (mode 0700) if missing.
+
+        This is the only way into a reserved name. It must be a real directory, never a
+        symlink; unlike a workspace it may be a mount point of its own, in which case moving
+        entries into it fails with ``CrossDevice``.
+        """
+        if name not in self._reserved:
+            raise InvalidPath(f"{name!r} is not a reserved name", path=name)
+        _mkdir(self._fd, name)
+        try:
+            fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self._fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise OutsideRoot(f"{name!r} is not a directory", path=name) from None
+            raise from_os_error(exc, name, "open") from None
+        return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
+
+    def names(self) -> list[str]:
+        """The names in the root directory itself, sorted (reserved ones left out)."""
+        try:
+            return sorted(name for name in os.listdir(self._fd) if name not in self._reserved)
+        except OSError as exc:
+            raise from_os_error(exc, "", "list directory") from None
+
+    def sync(self) -> None:
+        """Flush the root directory itself (its entries' names) to stable storage."""
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise from_os_error(exc, "", "sync directory") from None
+
+    def move_out(self, real_path: str, dest: Root, name: str) -> bool:
+        """Rename the entry at ``real_path`` to ``name`` in ``dest``; False if it is absent.
+
+        ``real_path`` is an ``Entry.real_path``: it is resolved without following any
+        symlink (one found on the way now means a concurrent change: ``Busy``), and the leaf
+        is moved as it is. ``CrossDevice`` when ``dest`` is on another filesystem.
+        """
+        parts = split(real_path)
+        located = self._open_parent(parts, follow=False)
+        if located is None:
+            return False
+        parent_fd, real_parent = located
+        try:
+            leaf = self._leaf(parts, real_parent)
+            os.rename(leaf, name, src_dir_fd=parent_fd, dst_dir_fd=dest.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise from_os_error(exc, real_path, "move") from None
+        finally:
+            os.close(parent_fd)
+        return True
+
+    def move_in(self, src: Root, name: str, real_path: str, parent_times: tuple[int, int]) -> bool:
+        """Put ``name`` of ``src`` back at ``real_path`` and reset its parent's times.
+
+        The reverse of ``move_out``. Never replaces anything: False when the parent no
+        longer exists (or is no longer reachable without symlinks) or the name is taken.
+        """
+        parts = split(real_path)
+        try:
+            located = self._open_parent(parts, follow=False)
+        except Busy:
+            return False
+        if located is None:
+            return False
+        parent_fd, real_parent = located
+        try:
+            leaf = self._leaf(parts, real_parent)
+            rename_noreplace(src.fd, name, parent_fd, leaf)
+            os.utime(parent_fd, ns=parent_times)
+        except (FileExistsError, FileNotFoundError):
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                return False
+            raise from_os_error(exc, real_path, "move back") from None
+        finally:
+            os.close(parent_fd)
+        return True
 
     def lookup(self, path: str) -> Entry | None:
         """The entry at ``path``, or None when it (or a parent) does not exist.
@@ -148,7 +242,13 @@ class Root:
             kind = _kind(st.st_mode)
             self._check_mounts(parent_fd, leaf, path)
             parent = os.fstat(parent_fd)
-            return Entry(join(parts), kind, (parent.st_dev, parent.st_ino, leaf))
+            return Entry(
+                join(parts),
+                kind,
+                (parent.st_dev, parent.st_ino, leaf),
+                join((*real_parent, leaf)),
+                (parent.st_atime_ns, parent.st_mtime_ns),
+            )
         finally:
             os.close(parent_fd)
 
@@ -222,8 +322,11 @@ class Root:
         finally:
             os.close(fd)
 
-    def _open_parent(self, parts: Parts) -> tuple[int, Parts] | None:
-        """Open the directory holding ``parts[-1]``; return it and its real path, or None."""
+    def _open_parent(self, parts: Parts, *, follow: bool = True) -> tuple[int, Parts] | None:
+        """Open the directory holding ``parts[-1]``; return it and its real path, or None.
+
+        With ``follow=False`` a symlink on the way is ``Busy`` instead of being followed.
+        """
         dirs = parts[:-1]
         if not dirs:
             return os.dup(self._fd), ()
@@ -240,9 +343,9 @@ class Root:
                 if exc.errno != errno.ELOOP:
                     raise from_os_error(exc, join(parts), "open") from None
                 # A symlink on the way: follow it ourselves, one component at a time.
-        return self._walk(dirs, join(parts))
+        return self._walk(dirs, join(parts), follow)
 
-    def _walk(self, dirs: Parts, path: str) -> tuple[int, Parts] | None:
+    def _walk(self, dirs: Parts, path: str, follow: bool) -> tuple[int, Parts] | None:
         pending = list(reversed(dirs))
         stack: list[tuple[int, str]] = []
         links = 0
@@ -264,6 +367,8 @@ class Root:
                 except Missing:
                     return None
                 except IsSymlink:
+                    if not follow:
+                        raise Busy("a path component became a symbolic link", path) from None
                     links += 1
                     if links > MAX_SYMLINKS:
                         raise SymlinkLoop(
@@ -281,6 +386,15 @@ class Root:
         finally:
             for fd, _ in stack:
                 os.close(fd)
+
+
+def _mkdir(dir_fd: int, name: str) -> None:
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise from_os_error(exc, name, "create directory") from None
 
 
 def _readlink(dir_fd: int, name: str, path: str) -> str:

@@ -12,12 +12,11 @@ import logging
 from dataclasses import dataclass, field
 
 from app.models.internal import DeleteConfig
-from app.sandbox import Root
-from app.sandbox.errors import SandboxError
+from app.sandbox import Entry, Root
 from app.sandbox.glob import compile_pattern
 from app.sandbox.paths import join, split
+from app.steps.context import StepContext
 from app.steps.errors import TargetNotFound
-from app.steps.observer import NULL_OBSERVER, DeleteObserver
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 class DeletePlan:
     """What a delete step will remove, decided before anything is removed."""
 
-    targets: list[str] = field(default_factory=list)
+    targets: list[Entry] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
 
 
@@ -50,37 +49,12 @@ def plan_delete(workspace: Root | None, config: DeleteConfig) -> DeletePlan:
     return plan
 
 
-def apply_delete(
-    workspace: Root | None, plan: DeletePlan, observer: DeleteObserver = NULL_OBSERVER
-) -> DeleteOutcome:
-    """Remove the planned targets, telling ``observer``; one already gone counts as deleted."""
-    if workspace is not None:
-        for target in plan.targets:
-            try:
-                workspace.remove(target)
-            except SandboxError as exc:
-                observer.failed(target, exc.code)
-                raise
-            observer.deleted(target)
-    return DeleteOutcome(deleted=list(plan.targets), absent=list(plan.absent))
-
-
-def run_delete(
-    workspace: Root | None, config: DeleteConfig, observer: DeleteObserver = NULL_OBSERVER
-) -> DeleteOutcome:
-    """Plan, then apply, a delete step, telling ``observer`` the fate of every entry."""
-    try:
-        plan = plan_delete(workspace, config)
-    except TargetNotFound as exc:
-        for missing in exc.missing:
-            observer.failed(missing, exc.code)
-        raise
-    except SandboxError as exc:
-        observer.failed(exc.path or None, exc.code)
-        raise
-    for missing in plan.absent:
-        observer.absent(missing)
-    return apply_delete(workspace, plan, observer)
+def run_delete(context: StepContext, config: DeleteConfig) -> DeleteOutcome:
+    """Plan, then apply, a delete step; a target already gone counts as deleted."""
+    plan = plan_delete(context.workspace, config)
+    if plan.targets:
+        context.remove(plan.targets)
+    return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
 
 
 class _PlanBuilder:
@@ -125,5 +99,5 @@ class _PlanBuilder:
             return False
         if entry.identity not in self.seen:
             self.seen.add(entry.identity)
-            self.plan.targets.append(entry.path)
+            self.plan.targets.append(entry)
         return True

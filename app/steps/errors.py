@@ -5,7 +5,8 @@ A step fails with a ``StepError`` or with one of the sandbox's errors
 snake_case ``code``::
 
     StepError
-    └── TargetNotFound     strict mode, and an entry or pattern matched nothing
+    ├── TargetNotFound     strict mode, and an entry or pattern matched nothing
+    └── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
 """
 
 from __future__ import annotations
@@ -32,3 +33,16 @@ class TargetNotFound(StepError):
         listed = ", ".join(repr(m) for m in missing)
         super().__init__(f"strict mode: nothing matches {listed}; nothing was deleted")
         self.missing = list(missing)
+
+
+class AtomicUnsupported(StepError):
+    """The staging area is on another filesystem than a target: no undoable delete."""
+
+    code = "atomic_unsupported"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"cannot move {path!r} aside: the staging area is on another filesystem, so "
+            "atomic batches cannot run here (nothing is deleted in place instead)"
+        )
+        self.path = path

@@ -166,7 +166,7 @@ def test_an_absent_workspace_makes_everything_absent(client: TestClient) -> None
 
 
 def test_the_reserved_area_is_unreachable(client: TestClient, root_dir: Path) -> None:
-    (root_dir / ".stepd").mkdir()
+    assert (root_dir / ".stepd").is_dir(), "start-up creates the private area"
     (root_dir / "l").symlink_to(".")
     for path in (".stepd", "l/.stepd", ".stepd/x"):
         response = client.post("/steps/delete", json={"path": path})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -20,7 +21,7 @@ def test_readyz_is_200_on_a_writable_root(client: TestClient) -> None:
 
 
 def test_readyz_is_503_once_the_root_is_removed(client: TestClient, root_dir: Path) -> None:
-    root_dir.rmdir()
+    shutil.rmtree(root_dir)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from app.api.problems import CATALOG, MEDIA_TYPE, TYPE_PREFIX
 from app.main import create_app
 from app.settings import Settings
-from tests.fs import bind_mount, snapshot
+from tests.fs import bind_mount, remount, snapshot
 
 DELETE = "/steps/delete"
 
@@ -191,13 +191,20 @@ class TestOtherDomainErrors:
 
 
 @pytest.fixture
-def read_only_client(root_dir: Path) -> Iterator[TestClient]:
-    """The application over ``root_dir`` bind-mounted read-only onto itself."""
+def read_only_client(root_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    """The application over ``root_dir`` (bind-mounted onto itself), which turns read-only
+    once the service has started: start-up writes the root's private ``.stepd`` area."""
     (root_dir / "f").write_text("x")
-    with bind_mount(root_dir, root_dir, read_only=True):
-        app = create_app(Settings(workspace_root=root_dir))
+    with bind_mount(root_dir, root_dir):
+        # State elsewhere: a file open for writing (SQLite's) would keep the remount from
+        # succeeding.
+        app = create_app(Settings(workspace_root=root_dir, state_dir=tmp_path / "state"))
         with TestClient(app) as client:
-            yield client
+            remount(root_dir, "ro")
+            try:
+                yield client
+            finally:
+                remount(root_dir, "rw")
 
 
 def test_a_read_only_filesystem(read_only_client: TestClient, root_dir: Path) -> None:

@@ -20,10 +20,10 @@ from app.models.internal import DeleteConfig
 from app.sandbox import Root
 from app.sandbox.errors import InvalidPath, OutsideRoot, SandboxError
 from app.sandbox.paths import split
-from app.steps.delete import run_delete
 from app.steps.errors import StepError
-from app.steps.workspace import RESERVED, RESERVED_NAME, open_workspace
+from app.steps.workspace import RESERVED, RESERVED_NAME
 from tests.fs import snapshot
+from tests.steps.running import open_workspace, run_delete
 
 NAMES = ["a", "b", "l", "é", "a b", "\u202eRTL", "*", "[x]", ".stepd"]
 SEGMENTS = [*NAMES, "..", ".", "", "...", "~", "\\", "outside", "sibling", "ws", "**"]

@@ -11,10 +11,10 @@ import pytest
 from app.models.internal import DeleteConfig
 from app.sandbox import Root
 from app.sandbox.errors import InvalidPath, InvalidPattern, OutsideRoot, SymlinkLoop
-from app.steps.delete import DeleteOutcome, apply_delete, plan_delete, run_delete
+from app.steps.delete import DeleteOutcome, plan_delete
 from app.steps.errors import TargetNotFound
-from app.steps.workspace import open_workspace
 from tests.fs import bind_mount, snapshot
+from tests.steps.running import apply_delete, open_workspace, run_delete
 
 
 def config(*paths: str, globs: bool = False, strict: bool = False) -> DeleteConfig:
@@ -130,7 +130,7 @@ class TestResolveAllFirst:
 
     def test_the_plan_is_made_before_anything_is_applied(self, root: Root, files: Path) -> None:
         plan = plan_delete(root, config("a", "gone", "b.txt"))
-        assert plan.targets == ["a", "b.txt"]
+        assert [entry.path for entry in plan.targets] == ["a", "b.txt"]
         assert plan.absent == ["gone"]
         assert (files / "a").exists()
         assert apply_delete(root, plan) == DeleteOutcome(deleted=["a", "b.txt"], absent=["gone"])

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Header
+from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentRequest, WorkspaceRoot
+from app.api.deps import AppSettings, CurrentRequest, RootStaging, WorkspaceRoot
 from app.api.examples import ok_examples
-from app.api.problems import problem_responses
+from app.api.problems import (
+    error_code,
+    error_detail,
+    failure_problem,
+    problem_responses,
+    validation_problem,
+)
+from app.models import internal
+from app.models.batch import (
+    BatchRequest,
+    BatchResult,
+    BatchStepResult,
+    StepFailure,
+    batch_result,
+    default_alias,
+)
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
-from app.steps.delete import run_delete
-from app.steps.workspace import open_workspace
+from app.observability.record import RequestRecord
+from app.sandbox.errors import SandboxError
+from app.steps.batch import BatchResult as BatchRun
+from app.steps.batch import StepResult, run_batch
+from app.steps.delete import DeleteOutcome
+from app.steps.errors import TargetNotFound
+from app.steps.registry import DELETE
 
 router = APIRouter(prefix="/steps", tags=["steps"])
 
@@ -33,6 +55,57 @@ DELETE_EXAMPLES: dict[str, Any] = {
     "v1alpha1": {
         "summary": "v1alpha1 (Kargo <= 1.10): one path",
         "value": {"apiVersion": "v1alpha1", "path": "out/manifests.yaml", "strict": False},
+    },
+}
+
+DELETE_DESCRIPTION = """\
+Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root itself).
+
+* A missing target is **success** (listed in `absent`); with `strict: true` it is
+  `404 not_found` and nothing is deleted.
+* Directories go with everything in them; a symlink is removed as a link, never followed.
+* Every entry is resolved before anything is deleted.
+* Nothing outside the workspace is ever touched: absolute paths, `..` climbing out,
+  symlinks leading out and mount points are refused with `422`.
+"""
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retry safe: the first request with a key runs and its answer is "
+        "kept (24 h by default); the same key with the same body answers it again, with "
+        "`Idempotent-Replayed: true`. A quoted string or a token, 1..255 visible ASCII.",
+    ),
+]
+
+BATCH_EXAMPLES: dict[str, Any] = {
+    "atomic": {
+        "summary": "Atomic: clean two directories, all or nothing",
+        "value": {
+            "apiVersion": "v1",
+            "workspace": "promo-42",
+            "atomic": True,
+            "steps": [
+                {"uses": "delete", "as": "clean-out", "config": {"path": "out"}},
+                {"uses": "delete", "config": {"paths": ["tmp/**"], "pathsAreGlobs": True}},
+                {"uses": "delete", "as": "old", "config": {"path": "old.yaml", "strict": True}},
+            ],
+        },
+    },
+    "continue-on-error": {
+        "summary": "Not atomic; a failing step that may fail",
+        "value": {
+            "steps": [
+                {
+                    "uses": "delete",
+                    "config": {"path": "maybe", "strict": True},
+                    "continueOnError": True,
+                },
+                {"uses": "delete", "config": {"path": "out"}},
+            ]
+        },
     },
 }
 
@@ -59,15 +132,64 @@ DELETE_RESULT_EXAMPLES: dict[str, Any] = {
     },
 }
 
-DELETE_DESCRIPTION = """\
-Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root itself).
+BATCH_RESULT_EXAMPLES: dict[str, Any] = {
+    "succeeded": {
+        "summary": "every step succeeded",
+        "value": {
+            "apiVersion": "v1",
+            "kind": "BatchResult",
+            "status": "Succeeded",
+            "rolledBack": False,
+            "steps": [
+                {
+                    "as": "clean-out",
+                    "uses": "delete",
+                    "status": "Succeeded",
+                    "deleted": ["out"],
+                    "absent": [],
+                }
+            ],
+        },
+    },
+}
 
-* A missing target is **success** (listed in `absent`); with `strict: true` it is
-  `404 not_found` and nothing is deleted.
-* Directories go with everything in them; a symlink is removed as a link, never followed.
-* Every entry is resolved before anything is deleted.
-* Nothing outside the workspace is ever touched: absolute paths, `..` climbing out,
-  symlinks leading out and mount points are refused with `422`.
+# The problems both step endpoints can answer with.
+STEP_PROBLEMS = (
+    "unauthorized",
+    "request_timeout",
+    "payload_too_large",
+    "unsupported_media_type",
+    "invalid_request",
+    "invalid_path",
+    "path_too_long",
+    "too_many_segments",
+    "path_outside_workspace",
+    "invalid_glob",
+    "not_found",
+    "permission_denied",
+    "read_only_filesystem",
+    "busy",
+    "invalid_idempotency_key",
+    "idempotency_key_in_flight",
+    "idempotency_key_reused",
+    "no_space",
+    "io_error",
+    "internal",
+)
+# Every operation may run with or without a bearer token, as the service is configured.
+OPTIONAL_BEARER: dict[str, Any] = {"security": [{"bearerAuth": []}, {}]}
+
+BATCH_DESCRIPTION = """\
+Runs Kargo-shaped steps in order in one workspace. The whole batch is validated before
+any step runs (an invalid step is `422`, naming it: `steps[3].config.path`). Step
+statuses: `Succeeded`, `Failed` (the request or workspace is wrong), `Errored` (the
+environment failed: busy, no space, I/O) and `Skipped` (after the step that stopped the
+batch). A failing step with `continueOnError: true` does not stop the batch.
+
+With `atomic: true`, targets are moved aside into a hidden staging area and purged only
+when every step succeeded; if the batch fails, every step that ran is undone and the
+workspace is exactly as before. A failed batch answers the failing step's status and
+`code` as `application/problem+json` with `steps`, `failedStep` and `rolledBack`.
 """
 
 
@@ -77,36 +199,95 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
     summary="Run a delete step",
     description=DELETE_DESCRIPTION,
     response_model=DeleteResult,
-    openapi_extra={"security": [{"bearerAuth": []}, {}]},
-    responses=ok_examples(DELETE_RESULT_EXAMPLES)
-    | problem_responses(
-        "unauthorized",
-        "request_timeout",
-        "payload_too_large",
-        "unsupported_media_type",
-        "invalid_request",
-        "invalid_path",
-        "path_too_long",
-        "too_many_segments",
-        "path_outside_workspace",
-        "invalid_glob",
-        "not_found",
-        "permission_denied",
-        "read_only_filesystem",
-        "busy",
-        "no_space",
-        "io_error",
-        "internal",
-    ),
+    openapi_extra=OPTIONAL_BEARER,
+    responses=ok_examples(DELETE_RESULT_EXAMPLES) | problem_responses(*STEP_PROBLEMS),
 )
 def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
+    staging: RootStaging,
     record: CurrentRequest,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> DeleteResult:
-    """Run one delete step; blocking filesystem work, so FastAPI runs it in a thread."""
+    """Run one delete step: a batch of one. Blocking filesystem work: FastAPI runs it in a
+    thread. ``idempotency_key`` is declared for the documentation; the middleware acts on
+    it."""
     spec = request.to_internal()
-    record.start_step("delete", spec.workspace)
-    with open_workspace(root, spec.workspace) as workspace:
-        outcome = run_delete(workspace, spec.config, observer=record)
+    step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
+    batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
+    result = run_batch(root, staging, batch)
+    _observe(record, spec.workspace, result)
+    if result.failed is not None:
+        assert result.failed.error is not None
+        raise result.failed.error
+    outcome: DeleteOutcome = result.steps[0].output
     return delete_result(spec.api_version, outcome.deleted, outcome.absent)
+
+
+@router.post(
+    "/batch",
+    operation_id="runBatch",
+    summary="Run a batch of steps",
+    description=BATCH_DESCRIPTION,
+    response_model=BatchResult,
+    response_model_by_alias=True,
+    response_model_exclude_none=True,
+    openapi_extra=OPTIONAL_BEARER,
+    responses=ok_examples(BATCH_RESULT_EXAMPLES)
+    | problem_responses(*STEP_PROBLEMS, "atomic_unsupported"),
+)
+def run_batch_steps(
+    request: Annotated[BatchRequest, Body(openapi_examples=BATCH_EXAMPLES)],
+    root: WorkspaceRoot,
+    staging: RootStaging,
+    settings: AppSettings,
+    record: CurrentRequest,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> BatchResult | JSONResponse:
+    """Run a batch; see the description. Blocking: FastAPI runs it in a thread."""
+    spec = request.to_internal()
+    if len(spec.steps) > settings.max_batch_steps:
+        message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
+        return validation_problem([{"loc": ("body", "steps"), "msg": message}])
+    result = run_batch(root, staging, spec)
+    _observe(record, spec.workspace, result)
+    steps = [_step_result(step) for step in result.steps]
+    if result.failed is None:
+        return batch_result(spec.api_version, steps)
+    assert result.failed.error is not None
+    return failure_problem(
+        result.failed.error,
+        steps=[step.model_dump(mode="json", by_alias=True, exclude_none=True) for step in steps],
+        failedStep=result.failed.alias,
+        rolledBack=result.rolled_back,
+    )
+
+
+def _step_result(result: StepResult) -> BatchStepResult:
+    """The response form of one step's result."""
+    output = result.output
+    outputs = asdict(output) if is_dataclass(output) and not isinstance(output, type) else {}
+    error = None
+    if result.error is not None:
+        error = StepFailure(code=error_code(result.error), detail=error_detail(result.error))
+    return BatchStepResult(
+        alias=result.alias, uses=result.uses, status=result.status, error=error, **outputs
+    )
+
+
+def _observe(record: RequestRecord, workspace: str | None, result: BatchRun) -> None:
+    """Tell the request's record (its log line and metrics) the fate of every entry."""
+    for step in result.steps:
+        record.start_step(step.uses, workspace)
+        if isinstance(step.output, DeleteOutcome):
+            for path in step.output.deleted:
+                record.deleted(path)
+            for entry in step.output.absent:
+                record.absent(entry)
+        error = step.error
+        if isinstance(error, TargetNotFound):
+            for entry in error.missing:
+                record.failed(entry, error.code)
+        elif error is not None:
+            path = error.path if isinstance(error, SandboxError) else ""
+            record.failed(path or None, error_code(error))

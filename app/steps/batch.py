@@ -1,0 +1,137 @@
+"""The batch runner: steps in order, ``continueOnError``, and all-or-nothing ``atomic``.
+
+Statuses use Kargo's words. A step that raised is ``Failed`` when running it again on the
+same workspace would fail the same way (the request or the workspace is wrong: a strict
+target missing, a path leading out, permission denied, a read-only filesystem, no atomic
+support), and ``Errored`` when the failure is the environment's and a retry may succeed
+(busy, no space, out of descriptors, I/O error) or is a bug. Steps after the one that
+stopped the batch are ``Skipped``; a step with ``continue_on_error`` is recorded and the
+batch goes on, and the batch still succeeds.
+
+Isolation: an atomic batch holds the staging lock exclusively (no other batch runs, and no
+one observes its uncommitted moves); other batches share it. Purging happens after the
+lock is released.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from app.models.internal import BatchRequest, BatchStep
+from app.sandbox import Entry, Root
+from app.sandbox.errors import Busy, IOFailure, NoSpace, SandboxError, TooManyOpenFiles
+from app.steps.context import Remove, StepContext, remove_in_place
+from app.steps.errors import StepError
+from app.steps.registry import KINDS
+from app.steps.staging import Staging, Transaction
+from app.steps.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[Exception], ...] = (Busy, NoSpace, TooManyOpenFiles, IOFailure)
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ERRORED = "Errored"
+    SKIPPED = "Skipped"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A step's fate: ``output`` (its kind's outcome) when it succeeded, else ``error``."""
+
+    alias: str
+    uses: str
+    status: StepStatus
+    output: Any = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Every step's result; ``failed`` is the step that stopped the batch, if one did."""
+
+    steps: list[StepResult]
+    failed: StepResult | None
+    rolled_back: bool
+
+    @property
+    def status(self) -> StepStatus:
+        return StepStatus.SUCCEEDED if self.failed is None else self.failed.status
+
+
+def status_of(exc: Exception) -> StepStatus:
+    """``Failed`` or ``Errored`` for an exception a step raised (see the module doc)."""
+    if isinstance(exc, SandboxError | StepError) and not isinstance(exc, TRANSIENT):
+        return StepStatus.FAILED
+    return StepStatus.ERRORED
+
+
+def run_batch(root: Root, staging: Staging, request: BatchRequest) -> BatchResult:
+    """Run ``request``'s steps in its workspace; see the module doc for the rules."""
+    txn = staging.begin() if request.atomic else None
+    with staging.lock(exclusive=request.atomic):
+        result = _run_locked(root, txn, request)
+    if txn is not None:
+        txn.purge()
+    return result
+
+
+def _run_locked(root: Root, txn: Transaction | None, request: BatchRequest) -> BatchResult:
+    results: list[StepResult] = []
+    failed: StepResult | None = None
+    with Workspace(root, request.workspace) as workspace:
+        for step in request.steps:
+            if failed is not None:
+                results.append(StepResult(step.alias, step.uses, StepStatus.SKIPPED))
+                continue
+            result = _run_step(step, workspace, txn)
+            results.append(result)
+            if result.error is not None and not step.continue_on_error:
+                failed = result
+    if txn is None:
+        return BatchResult(results, failed, rolled_back=False)
+    if failed is None:
+        try:
+            txn.commit()
+            return BatchResult(results, None, rolled_back=False)
+        except Exception as exc:
+            # The moves may not be final: undo them, and blame the last step that ran.
+            last = results[-1]
+            failed = StepResult(last.alias, last.uses, status_of(exc), error=exc)
+            results[-1] = failed
+    txn.rollback()
+    return BatchResult(results, failed, rolled_back=True)
+
+
+def _run_step(step: BatchStep, workspace: Workspace, txn: Transaction | None) -> StepResult:
+    try:
+        opened = workspace.get()
+        remove = _nothing if opened is None else _remover(opened, workspace.name, txn)
+        output = KINDS[step.uses].run(StepContext(opened, remove), step.config)
+    except Exception as exc:
+        if not isinstance(exc, SandboxError | StepError):
+            log.exception("step %r (%s) raised unexpectedly", step.alias, step.uses)
+        return StepResult(step.alias, step.uses, status_of(exc), error=exc)
+    return StepResult(step.alias, step.uses, StepStatus.SUCCEEDED, output=output)
+
+
+def _remover(opened: Root, name: str | None, txn: Transaction | None) -> Remove:
+    if txn is None:
+        return remove_in_place(opened)
+
+    def stage(entries: Sequence[Entry]) -> None:
+        txn.stage(opened, name, entries)
+
+    return stage
+
+
+def _nothing(entries: Sequence[Entry]) -> None:
+    """An absent workspace holds nothing to remove."""
+    assert not entries

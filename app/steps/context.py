@@ -1,0 +1,33 @@
+"""What a step kind is given to run: its workspace, and how to remove entries from it.
+
+Kinds decide *what* to remove; the runner decides *how*: in place, or moved aside into a
+transaction that can still be rolled back (see ``staging.py``). A kind never calls
+``Root.remove`` itself, so every kind is undoable in an atomic batch for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.sandbox import Entry, Root
+
+Remove = Callable[[Sequence[Entry]], None]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """A step's workspace (None: it does not exist) and the runner's way of removing."""
+
+    workspace: Root | None
+    remove: Remove
+
+
+def remove_in_place(workspace: Root) -> Remove:
+    """Remove entries for good, now (one already gone is fine)."""
+
+    def remove(entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            workspace.remove(entry.path)
+
+    return remove

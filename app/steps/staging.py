@@ -1,0 +1,304 @@
+"""The staging area: deletes that can be undone, journaled on disk so a crash undoes them.
+
+A delete inside a transaction does not remove its target: it renames it into the root's
+hidden area (``RESERVED_NAME``, which no request path or glob can reach), after writing
+down where it came from. Renames keep entries whole (contents, modes, timestamps, symlinks
+as links), so putting them back restores the workspace exactly; the parent directories'
+times, which a rename changes, are journaled and reset too. Layout::
+
+    .stepd/lock                   flock: shared for plain batches, exclusive for atomic ones
+    .stepd/trash/<txn>/journal    JSON lines; each fsynced before the moves it describes
+    .stepd/trash/<txn>/<n>        the n-th entry moved aside
+
+Journal records: ``{"stage": [{"n", "workspace", "path", "parentTimes"}, ...]}`` (before
+the moves), then ``{"end": "commit"}`` or, once every entry is back, ``{"end": "abort"}``.
+A transaction runs ``begin -> stage* -> commit | rollback``, then ``purge`` frees its
+directory. ``commit`` and ``purge`` are separate steps so that purging can move to the
+background: a directory whose journal has an end record (or has no journal: it is written
+before anything moves and removed only by purging) holds nothing but garbage.
+
+``Staging.recover`` runs before serving: it rolls back every transaction without an end
+record (the process died mid-batch), then purges every transaction directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from app.sandbox import Entry, Root
+from app.sandbox.errors import CrossDevice, from_os_error
+from app.steps.errors import AtomicUnsupported
+from app.steps.workspace import RESERVED_NAME
+
+log = logging.getLogger(__name__)
+
+TRASH = "trash"
+JOURNAL = "journal"
+LOCK = "lock"
+
+
+class TxnState(StrEnum):
+    OPEN = "open"  # no end record: roll back
+    COMMITTED = "commit"  # the moves stand: purge
+    ABORTED = "abort"  # rolled back: purge what could not go back
+
+
+@dataclass(frozen=True)
+class Move:
+    """One journaled move: entry ``n`` of the transaction came from ``path`` in ``workspace``."""
+
+    n: int
+    workspace: str | None
+    path: str
+    parent_times: tuple[int, int]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "workspace": self.workspace,
+            "path": self.path,
+            "parentTimes": list(self.parent_times),
+        }
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Move:
+        atime, mtime = data["parentTimes"]
+        return cls(int(data["n"]), data["workspace"], str(data["path"]), (int(atime), int(mtime)))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What ``Staging.recover`` found: transactions rolled back, directories purged."""
+
+    rolled_back: int
+    purged: int
+
+
+class Staging:
+    """The root's staging area; one per process, shared by every request."""
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+        self._private = root.open_private(RESERVED_NAME)
+        try:
+            trash = self._private.open_subdir(TRASH, create=True)
+            assert trash is not None
+            self.trash = trash
+        except BaseException:
+            self._private.close()
+            raise
+
+    def close(self) -> None:
+        self.trash.close()
+        self._private.close()
+
+    @contextmanager
+    def lock(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold the workspace lock: shared by plain batches, exclusive for an atomic one.
+
+        An atomic batch must see no concurrent change, and nobody may see its uncommitted
+        moves (a delete answering "absent" for a target that a rollback then restores).
+        flock is released by the kernel when a process dies, and works across processes.
+        """
+        try:
+            fd = os.open(
+                LOCK,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=self._private.fd,
+            )
+        except OSError as exc:
+            raise from_os_error(exc, "", "open the workspace lock") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def begin(self) -> Transaction:
+        """A new transaction; its directory is made when it first stages something."""
+        return Transaction(self, uuid.uuid4().hex)
+
+    def pending(self) -> list[str]:
+        """Ids of the transactions whose directories are still in the trash."""
+        return self.trash.names()
+
+    def state(self, txn_id: str) -> TxnState:
+        """Where transaction ``txn_id`` stands, from its journal."""
+        return Transaction(self, txn_id).state()
+
+    def recover(self) -> Recovery:
+        """Roll back every unfinished transaction, then purge every transaction directory."""
+        rolled_back = purged = 0
+        for txn_id in self.pending():
+            txn = Transaction(self, txn_id)
+            if txn.state() is TxnState.OPEN:
+                txn.rollback()
+                rolled_back += 1
+            txn.purge()
+            purged += 1
+        if purged:
+            log.info("staging recovery: %d rolled back, %d purged", rolled_back, purged)
+        return Recovery(rolled_back, purged)
+
+
+class Transaction:
+    """Entries moved aside together, to be committed (then purged) or put back."""
+
+    def __init__(self, staging: Staging, txn_id: str) -> None:
+        self.staging = staging
+        self.id = txn_id
+        self._next = 0
+
+    def stage(self, workspace_root: Root, workspace: str | None, entries: Sequence[Entry]) -> None:
+        """Move ``entries`` (looked up in ``workspace_root``, named ``workspace``) aside.
+
+        The moves are journaled and synced first. Raises ``AtomicUnsupported`` when the
+        staging area is on another filesystem, and the sandbox's errors otherwise; what
+        was moved before the error stays journaled, for ``rollback``.
+        """
+        if not entries:
+            return
+        moves = [
+            Move(self._next + i, workspace, entry.real_path, entry.parent_times)
+            for i, entry in enumerate(entries)
+        ]
+        self._next += len(moves)
+        with self._directory(create=True) as txn_dir:
+            assert txn_dir is not None
+            self._append(txn_dir, {"stage": [move.record() for move in moves]})
+            for move in moves:
+                try:
+                    workspace_root.move_out(move.path, txn_dir, str(move.n))
+                except CrossDevice:
+                    raise AtomicUnsupported(move.path) from None
+
+    def commit(self) -> None:
+        """Make the moves final: from now on the staged entries are only garbage."""
+        self._end(TxnState.COMMITTED)
+
+    def rollback(self) -> None:
+        """Put every staged entry back where it was, latest first, then record the abort.
+
+        An entry whose place is taken, or whose parent is gone, stays for the purge: a
+        later change superseded it (as if this transaction had never run).
+        """
+        with self._directory(create=False) as txn_dir:
+            if txn_dir is None:
+                return
+            moves = [move for record in _read(txn_dir) for move in _moves(record)]
+            for move in reversed(moves):
+                if txn_dir.lookup(str(move.n)) is None:
+                    continue  # journaled, but the process died before moving it
+                if not self._put_back(txn_dir, move):
+                    log.warning(
+                        "staging %s: cannot restore %r in workspace %r: superseded; purging it",
+                        self.id,
+                        move.path,
+                        move.workspace,
+                    )
+            self._append(txn_dir, {"end": TxnState.ABORTED.value})
+
+    def purge(self) -> None:
+        """Free the transaction's directory and everything still in it."""
+        self.staging.trash.remove(self.id)
+
+    def state(self) -> TxnState:
+        """Open, committed or aborted, from the journal's end record."""
+        with self._directory(create=False) as txn_dir:
+            if txn_dir is None or txn_dir.lookup(JOURNAL) is None:
+                return TxnState.ABORTED
+            for record in _read(txn_dir):
+                if "end" in record:
+                    return TxnState(record["end"])
+        return TxnState.OPEN
+
+    def _put_back(self, txn_dir: Root, move: Move) -> bool:
+        root = self.staging.root
+        if move.workspace is None:
+            return root.move_in(txn_dir, str(move.n), move.path, move.parent_times)
+        workspace = root.open_subdir(move.workspace)
+        if workspace is None:
+            return False
+        with workspace:
+            return workspace.move_in(txn_dir, str(move.n), move.path, move.parent_times)
+
+    def _end(self, state: TxnState) -> None:
+        with self._directory(create=False) as txn_dir:
+            if txn_dir is not None:
+                self._append(txn_dir, {"end": state.value})
+
+    @contextmanager
+    def _directory(self, *, create: bool) -> Iterator[Root | None]:
+        trash = self.staging.trash
+        txn_dir = trash.open_subdir(self.id)
+        if txn_dir is None and create:
+            txn_dir = trash.open_subdir(self.id, create=True)
+            assert txn_dir is not None
+            # The journal must be findable after a crash: sync its name, and the dir's.
+            _create_journal(txn_dir)
+            txn_dir.sync()
+            trash.sync()
+        try:
+            yield txn_dir
+        finally:
+            if txn_dir is not None:
+                txn_dir.close()
+
+    @staticmethod
+    def _append(txn_dir: Root, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        try:
+            fd = os.open(JOURNAL, os.O_WRONLY | os.O_APPEND | _NOFOLLOW, dir_fd=txn_dir.fd)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise from_os_error(exc, "", "write the staging journal") from None
+
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create_journal(txn_dir: Root) -> None:
+    try:
+        fd = os.open(JOURNAL, os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=txn_dir.fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise from_os_error(exc, "", "create the staging journal") from None
+
+
+def _read(txn_dir: Root) -> Iterator[dict[str, Any]]:
+    """The journal's records; a torn last line (the process died writing it) is dropped."""
+    try:
+        fd = os.open(JOURNAL, os.O_RDONLY | _NOFOLLOW, dir_fd=txn_dir.fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise from_os_error(exc, "", "read the staging journal") from None
+    with os.fdopen(fd, "rb") as journal:
+        for line in journal:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return
+            if isinstance(record, dict):
+                yield record
+
+
+def _moves(record: dict[str, Any]) -> list[Move]:
+    return [Move.parse(item) for item in record.get("stage", ())]

@@ -1,0 +1,140 @@
+"""``Idempotency-Key`` on both step endpoints, through HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.auth import ANONYMOUS
+from app.idempotency.store import ClaimOutcome, fingerprint
+from app.main import create_app
+from app.settings import Settings
+
+BATCH = {"steps": [{"uses": "delete", "config": {"path": "a.txt", "strict": True}}]}
+
+
+def _app_client(root_dir: Path, **settings: object) -> TestClient:
+    return TestClient(create_app(Settings(workspace_root=root_dir, **settings)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [("/steps/delete", {"path": "a.txt", "strict": True}), ("/steps/batch", BATCH)],
+)
+def test_retry_replays_first_answer(
+    client: TestClient, root_dir: Path, endpoint: str, body: dict[str, object]
+) -> None:
+    (root_dir / "a.txt").write_text("x")
+    first = client.post(endpoint, json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 200
+    assert "Idempotent-Replayed" not in first.headers
+    # Without the key the strict retry is a 404; with it, the first answer again.
+    assert client.post(endpoint, json=body).status_code == 404
+    again = client.post(endpoint, json=body, headers={"Idempotency-Key": '"k-1"'})
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+
+
+def test_error_answers_are_replayed_too(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "k-2"}
+    first = client.post("/steps/delete", json={"path": "/abs"}, headers=headers)
+    again = client.post("/steps/delete", json={"path": "/abs"}, headers=headers)
+    assert (first.status_code, again.status_code) == (422, 422)
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_same_key_other_body_is_422(client: TestClient) -> None:
+    client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": "k"})
+    response = client.post("/steps/delete", json={"path": "b"}, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    # Another endpoint with the same key is another request too.
+    other = client.post("/steps/batch", json=BATCH, headers={"Idempotency-Key": "k"})
+    assert other.json()["code"] == "idempotency_key_reused"
+
+
+def test_key_order_and_spacing_do_not_matter(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "k", "content-type": "application/json"}
+    client.post("/steps/delete", content='{"path": "a", "strict": false}', headers=headers)
+    response = client.post("/steps/delete", content='{"strict":false,"path":"a"}', headers=headers)
+    assert response.headers["Idempotent-Replayed"] == "true"
+
+
+def test_key_in_flight_is_409(client: TestClient) -> None:
+    body = b'{"path":"a"}'
+    store = client.app.state.idempotency  # type: ignore[attr-defined]
+    store.claim(ANONYMOUS, "busy-key", fingerprint("POST", "/steps/delete", body))
+    response = client.post(
+        "/steps/delete",
+        content=body,
+        headers={"Idempotency-Key": "busy-key", "content-type": "application/json"},
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_in_flight"
+
+
+@pytest.mark.parametrize(
+    "key", ["", '""', "has space", '"unterminated', "a" * 256, '"\x7f"', "a,b"]
+)
+def test_malformed_key_is_400(client: TestClient, key: str) -> None:
+    response = client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_idempotency_key"
+
+
+def test_two_key_headers_are_400(client: TestClient) -> None:
+    headers = [("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    response = client.post("/steps/delete", json={"path": "a"}, headers=headers)
+    assert response.status_code == 400
+
+
+def test_records_survive_a_restart(root_dir: Path) -> None:
+    (root_dir / "a.txt").write_text("x")
+    headers = {"Idempotency-Key": "k"}
+    with _app_client(root_dir) as first:
+        answer = first.post("/steps/batch", json=BATCH, headers=headers)
+        assert answer.status_code == 200
+    with _app_client(root_dir) as second:
+        again = second.post("/steps/batch", json=BATCH, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == answer.json()
+
+
+def test_records_expire(root_dir: Path) -> None:
+    with _app_client(root_dir, idempotency_ttl=timedelta(0)) as client:
+        headers = {"Idempotency-Key": "k"}
+        client.post("/steps/delete", json={"path": "a"}, headers=headers)
+        again = client.post("/steps/delete", json={"path": "a"}, headers=headers)
+    assert "Idempotent-Replayed" not in again.headers
+
+
+def test_stale_in_flight_claims_are_cleared_at_start(root_dir: Path) -> None:
+    body = b'{"path":"a"}'
+    with _app_client(root_dir) as first:
+        store = first.app.state.idempotency  # type: ignore[attr-defined]
+        claim = store.claim(ANONYMOUS, "k", fingerprint("POST", "/steps/delete", body))
+        assert claim.outcome is ClaimOutcome.NEW  # then the process "dies"
+    with _app_client(root_dir) as second:
+        response = second.post(
+            "/steps/delete",
+            content=body,
+            headers={"Idempotency-Key": "k", "content-type": "application/json"},
+        )
+    assert response.status_code == 200
+
+
+@pytest.fixture
+def state_client(root_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    with _app_client(root_dir, state_dir=tmp_path / "state") as client:
+        yield client
+
+
+def test_state_dir_is_a_setting(state_client: TestClient, tmp_path: Path) -> None:
+    state_client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": "k"})
+    assert (tmp_path / "state" / "idempotency.sqlite3").is_file()

@@ -1,0 +1,41 @@
+"""Running a delete step the way the batch runner does, for tests of the domain alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from app.models.internal import DeleteConfig
+from app.sandbox import Entry, Root
+from app.steps import delete
+from app.steps.context import StepContext, remove_in_place
+from app.steps.delete import DeleteOutcome, DeletePlan
+from app.steps.workspace import Workspace
+
+
+def _nothing_to_remove(entries: Sequence[Entry]) -> None:
+    assert not entries, "an absent workspace has nothing to remove"
+
+
+def context(workspace: Root | None) -> StepContext:
+    """What the runner gives a non-atomic step: removal in place."""
+    remove = _nothing_to_remove if workspace is None else remove_in_place(workspace)
+    return StepContext(workspace, remove)
+
+
+def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
+    """Plan and apply a delete step in place."""
+    return delete.run_delete(context(workspace), config)
+
+
+def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
+    """Apply a plan made earlier, in place."""
+    context(workspace).remove(plan.targets)
+    return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
+
+
+@contextmanager
+def open_workspace(root: Root, name: str | None) -> Iterator[Root | None]:
+    """The workspace ``name`` of ``root`` (None: the root), None when it does not exist."""
+    with Workspace(root, name) as workspace:
+        yield workspace.get()
