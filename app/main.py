@@ -22,6 +22,7 @@ from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
 from app.sandbox import Root
 from app.settings import Settings, check_workspace_root, state_dir
+from app.steps.purger import Purger
 from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
 
@@ -57,9 +58,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with Root.open(root_path, reserved=RESERVED) as root:
             staging = Staging(root)
             try:
+                purger = Purger(
+                    staging,
+                    background=settings.purge == "background",
+                    slice_seconds=settings.purge_slice,
+                    pause_seconds=settings.purge_pause,
+                    activity=app.state.metrics.activity,
+                )
                 # Before serving: undo what a killed process left half done.
                 with staging.lock(exclusive=True):
-                    staging.recover()
+                    staging.recover(purge=not purger.background)
                 store = SQLiteStore(
                     state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
                 )
@@ -67,9 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.root = root
                 app.state.staging = staging
                 app.state.idempotency = store
+                app.state.purger = purger
+                app.state.metrics.watch_purge_backlog(purger.backlog)
+                purger.start()  # what a killed process left in the trash, too
                 try:
                     yield
                 finally:
+                    purger.stop()
                     store.close()
             finally:
                 staging.close()

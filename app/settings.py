@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     idempotency_ttl: timedelta = Field(
         timedelta(hours=24), description="How long an Idempotency-Key's response is kept."
     )
+    purge: Literal["background", "inline"] = Field(
+        "background",
+        description="`background`: a delete renames its targets into the trash and answers; "
+        "a background purger frees them. `inline`: delete in place before answering.",
+    )
+    purge_slice: float = Field(
+        0.02, gt=0, description="Seconds the purger works before it may pause for requests."
+    )
+    purge_pause: float = Field(
+        0.02,
+        ge=0,
+        description="Seconds the purger pauses after each slice while requests are served.",
+    )
 
 
 def check_workspace_root(path: Path) -> Path:

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from app.observability.record import RequestRecord, current_record
 from app.sandbox import Root
 from app.settings import Settings
-from app.steps.staging import Staging
+from app.steps.purger import Purger
 
 
 def get_root(request: Request) -> Root:
@@ -32,10 +32,10 @@ async def get_request_record() -> RequestRecord:
 CurrentRequest = Annotated[RequestRecord, Depends(get_request_record)]
 
 
-def get_staging(request: Request) -> Staging:
-    """The root's staging area (recovered at start-up)."""
-    staging: Staging = request.app.state.staging
-    return staging
+def get_purger(request: Request) -> Purger:
+    """The purger of the root's trash (started at start-up)."""
+    purger: Purger = request.app.state.purger
+    return purger
 
 
 def get_settings(request: Request) -> Settings:
@@ -44,5 +44,5 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-RootStaging = Annotated[Staging, Depends(get_staging)]
+TrashPurger = Annotated[Purger, Depends(get_purger)]
 AppSettings = Annotated[Settings, Depends(get_settings)]

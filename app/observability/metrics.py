@@ -94,6 +94,7 @@ class Metrics:
             registry=self.registry,
         )
         self._entries = {outcome: entries.labels(outcome) for outcome in ENTRY_OUTCOMES}
+        self.started = 0  # HTTP requests begun: a cheap activity signal for background work
         self._backlog: Callable[[], PurgeBacklog] = lambda: NO_BACKLOG
         Gauge(
             "stepd_purge_backlog_entries",
@@ -110,6 +111,10 @@ class Metrics:
         """Read the purge backlog from ``source`` at each scrape; it must return at once
         (a value the purger keeps up to date, never a walk of the trash)."""
         self._backlog = source
+
+    def activity(self) -> int:
+        """How many HTTP requests have begun: it moves while requests are being served."""
+        return self.started
 
     def observe(
         self, method: str, route: str, status: int, seconds: float, record: RequestRecord

@@ -54,6 +54,7 @@ class RequestObserver:
                     message = {**message, "headers": [*message.get("headers", ()), id_header]}
                 await send(message)
 
+            self.metrics.started += 1
             self.metrics.in_progress.inc()
             try:
                 await self.app(scope, receive, send_with_id)

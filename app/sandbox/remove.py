@@ -4,12 +4,16 @@ Unlike ``shutil.rmtree`` in Python 3.11 this never recurses (a tree 100 000 leve
 fine), never follows a symlink, never crosses a mount point, never opens a FIFO or device,
 and keeps a bounded number of descriptors open: deep levels are closed and re-reached
 through ``..``, checked against the device and inode we remembered on the way down.
+
+A caller that must not hog the machine (the background purger) passes ``pace``: it is
+called after every entry removed, and may sleep, or raise to stop the removal there.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.sandbox.errors import Busy, from_os_error
@@ -18,6 +22,12 @@ from app.sandbox.fd import DirOpener, IsSymlink, Missing
 # Descriptors kept open along the current branch; deeper ancestors are re-opened via "..".
 _OPEN_LEVELS = 64
 _CLOSED = -1
+
+Pace = Callable[[], None]
+
+
+def no_pace() -> None:
+    """Remove at full speed."""
 
 
 @dataclass
@@ -28,8 +38,11 @@ class _Level:
     subdirs: list[str] | None = None
 
 
-def remove_tree(opener: DirOpener, parent_fd: int, name: str, *, path: str = "") -> None:
-    """Remove directory ``name`` of ``parent_fd`` and everything in it.
+def remove_tree(
+    opener: DirOpener, parent_fd: int, name: str, *, path: str = "", pace: Pace = no_pace
+) -> None:
+    """Remove directory ``name`` of ``parent_fd`` and everything in it, calling ``pace``
+    after each entry removed.
 
     Raises ``IsSymlink``/``Missing`` if ``name`` is not a directory when we open it,
     ``OutsideRoot`` when a mount point lies inside, ``FilesystemError`` otherwise.
@@ -39,7 +52,7 @@ def remove_tree(opener: DirOpener, parent_fd: int, name: str, *, path: str = "")
         while levels:
             level = levels[-1]
             if level.subdirs is None:
-                level.subdirs = _unlink_files(level.fd, path)
+                level.subdirs = _unlink_files(level.fd, path, pace)
             if level.subdirs:
                 child = level.subdirs.pop()
                 try:
@@ -63,6 +76,7 @@ def remove_tree(opener: DirOpener, parent_fd: int, name: str, *, path: str = "")
             os.close(level.fd)
             level.fd = _CLOSED
             _rmdir(container, level.name, path)
+            pace()
     finally:
         for level in levels:
             if level.fd != _CLOSED:
@@ -75,7 +89,7 @@ def _open_level(opener: DirOpener, dir_fd: int, name: str, path: str) -> _Level:
     return _Level(fd, name, (st.st_dev, st.st_ino))
 
 
-def _unlink_files(fd: int, path: str) -> list[str]:
+def _unlink_files(fd: int, path: str, pace: Pace) -> list[str]:
     """Unlink every non-directory in ``fd``; return the names of its subdirectories."""
     subdirs: list[str] = []
     try:
@@ -83,6 +97,8 @@ def _unlink_files(fd: int, path: str) -> list[str]:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False) or not _unlink(fd, entry.name, path):
                     subdirs.append(entry.name)
+                else:
+                    pace()
     except OSError as exc:
         raise from_os_error(exc, path, "list directory") from None
     return subdirs

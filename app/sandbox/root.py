@@ -34,7 +34,7 @@ from app.sandbox.errors import (
 from app.sandbox.fd import DIR_FLAGS, STRICT_RESOLVE, DirOpener, IsSymlink, Missing
 from app.sandbox.openat2 import openat2, probe
 from app.sandbox.paths import Parts, join, split
-from app.sandbox.remove import remove_tree
+from app.sandbox.remove import Pace, no_pace, remove_tree
 from app.sandbox.rename import rename_noreplace
 
 # As Linux's own limit on symlinks followed during one lookup.
@@ -56,6 +56,7 @@ class Entry:
     its real parent directory, and its name) tells two spellings of one entry apart.
     ``real_path`` spells it through real directories only (symlinks on the way resolved),
     and ``parent_times`` are its parent's (atime, mtime) in ns when it was looked up.
+    ``size`` is its own size in bytes, None for a directory (only a walk would tell).
     """
 
     path: str
@@ -63,6 +64,7 @@ class Entry:
     identity: tuple[int, int, str]
     real_path: str
     parent_times: tuple[int, int]
+    size: int | None = None
 
 
 class Root:
@@ -248,15 +250,17 @@ class Root:
                 (parent.st_dev, parent.st_ino, leaf),
                 join((*real_parent, leaf)),
                 (parent.st_atime_ns, parent.st_mtime_ns),
+                None if kind is EntryKind.DIRECTORY else st.st_size,
             )
         finally:
             os.close(parent_fd)
 
-    def remove(self, path: str) -> bool:
+    def remove(self, path: str, *, pace: Pace = no_pace) -> bool:
         """Remove the entry at ``path`` (a directory with all it holds, a symlink as a link).
 
         Returns False when there was nothing to remove. An entry that is, or holds, a mount
-        point is refused with ``OutsideRoot`` before anything is removed.
+        point is refused with ``OutsideRoot`` before anything is removed. ``pace`` is called
+        after each entry of a directory tree is removed (see ``remove_tree``).
         """
         parts = split(path)
         located = self._open_parent(parts)
@@ -264,7 +268,7 @@ class Root:
             return False
         parent_fd, real_parent = located
         try:
-            return self._remove_leaf(parent_fd, self._leaf(parts, real_parent), path)
+            return self._remove_leaf(parent_fd, self._leaf(parts, real_parent), path, pace)
         finally:
             os.close(parent_fd)
 
@@ -278,7 +282,7 @@ class Root:
             raise InvalidPath(f"{leaf!r} is reserved", path=join(parts))
         return leaf
 
-    def _remove_leaf(self, parent_fd: int, leaf: str, path: str) -> bool:
+    def _remove_leaf(self, parent_fd: int, leaf: str, path: str, pace: Pace) -> bool:
         # Each pass re-inspects the leaf: it may be swapped (file <-> directory <-> symlink)
         # between our stat and our unlink; three passes bound a hostile flip-flop.
         for _ in range(3):
@@ -291,7 +295,7 @@ class Root:
             self._check_mounts(parent_fd, leaf, path)
             try:
                 if stat.S_ISDIR(st.st_mode):
-                    remove_tree(self._opener, parent_fd, leaf, path=path)
+                    remove_tree(self._opener, parent_fd, leaf, path=path, pace=pace)
                 else:
                     os.unlink(leaf, dir_fd=parent_fd)
                 return True

@@ -10,7 +10,12 @@ batch goes on, and the batch still succeeds.
 
 Isolation: an atomic batch holds the staging lock exclusively (no other batch runs, and no
 one observes its uncommitted moves); other batches share it. Purging happens after the
-lock is released.
+lock is released, by the purger: in the background, or inline when it is not one.
+
+Removal: a non-atomic batch detaches its targets into one trash directory
+(``Detachment``) when
+the purger works in the background, and removes them in place otherwise, or where the
+trash is on another filesystem; an atomic one stages them in its transaction.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from app.sandbox import Entry, Root
 from app.sandbox.errors import Busy, IOFailure, NoSpace, SandboxError, TooManyOpenFiles
 from app.steps.context import Remove, StepContext, remove_in_place
 from app.steps.errors import StepError
+from app.steps.purger import Purger
 from app.steps.registry import KINDS
-from app.steps.staging import Staging, Transaction
+from app.steps.staging import Detachment, Transaction
 from app.steps.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -73,17 +79,22 @@ def status_of(exc: Exception) -> StepStatus:
     return StepStatus.ERRORED
 
 
-def run_batch(root: Root, staging: Staging, request: BatchRequest) -> BatchResult:
+def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
     """Run ``request``'s steps in its workspace; see the module doc for the rules."""
+    staging = purger.staging
     txn = staging.begin() if request.atomic else None
-    with staging.lock(exclusive=request.atomic):
-        result = _run_locked(root, txn, request)
-    if txn is not None:
-        txn.purge()
-    return result
+    detachment = staging.detachment() if txn is None and purger.background else None
+    try:
+        with staging.lock(exclusive=request.atomic):
+            return _run_locked(root, _Removal(txn, detachment), request)
+    finally:
+        if txn is not None:
+            purger.dispose(txn.id)
+        if detachment is not None and detachment.created:
+            purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
 
 
-def _run_locked(root: Root, txn: Transaction | None, request: BatchRequest) -> BatchResult:
+def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchResult:
     results: list[StepResult] = []
     failed: StepResult | None = None
     with Workspace(root, request.workspace) as workspace:
@@ -91,10 +102,11 @@ def _run_locked(root: Root, txn: Transaction | None, request: BatchRequest) -> B
             if failed is not None:
                 results.append(StepResult(step.alias, step.uses, StepStatus.SKIPPED))
                 continue
-            result = _run_step(step, workspace, txn)
+            result = _run_step(step, workspace, removal)
             results.append(result)
             if result.error is not None and not step.continue_on_error:
                 failed = result
+    txn = removal.txn
     if txn is None:
         return BatchResult(results, failed, rolled_back=False)
     if failed is None:
@@ -110,10 +122,10 @@ def _run_locked(root: Root, txn: Transaction | None, request: BatchRequest) -> B
     return BatchResult(results, failed, rolled_back=True)
 
 
-def _run_step(step: BatchStep, workspace: Workspace, txn: Transaction | None) -> StepResult:
+def _run_step(step: BatchStep, workspace: Workspace, removal: _Removal) -> StepResult:
     try:
         opened = workspace.get()
-        remove = _nothing if opened is None else _remover(opened, workspace.name, txn)
+        remove = _nothing if opened is None else removal.remover(opened, workspace.name)
         output = KINDS[step.uses].run(StepContext(opened, remove), step.config)
     except Exception as exc:
         if not isinstance(exc, SandboxError | StepError):
@@ -122,14 +134,30 @@ def _run_step(step: BatchStep, workspace: Workspace, txn: Transaction | None) ->
     return StepResult(step.alias, step.uses, StepStatus.SUCCEEDED, output=output)
 
 
-def _remover(opened: Root, name: str | None, txn: Transaction | None) -> Remove:
-    if txn is None:
-        return remove_in_place(opened)
+@dataclass(frozen=True)
+class _Removal:
+    """How this batch's steps remove: staged in ``txn`` (atomic), detached into the trash
+    (``detachment``), or in place (neither)."""
 
-    def stage(entries: Sequence[Entry]) -> None:
-        txn.stage(opened, name, entries)
+    txn: Transaction | None
+    detachment: Detachment | None
 
-    return stage
+    def remover(self, opened: Root, name: str | None) -> Remove:
+        txn, detachment = self.txn, self.detachment
+        if txn is not None:
+
+            def stage(entries: Sequence[Entry]) -> None:
+                txn.stage(opened, name, entries)
+
+            return stage
+        in_place = remove_in_place(opened)
+        if detachment is None:
+            return in_place
+
+        def detach(entries: Sequence[Entry]) -> None:
+            in_place(detachment.detach(opened, entries))
+
+        return detach
 
 
 def _nothing(entries: Sequence[Entry]) -> None:

@@ -18,7 +18,16 @@ background: a directory whose journal has an end record (or has no journal: it i
 before anything moves and removed only by purging) holds nothing but garbage.
 
 ``Staging.recover`` runs before serving: it rolls back every transaction without an end
-record (the process died mid-batch), then purges every transaction directory.
+record (the process died mid-batch), then purges every transaction directory (or leaves
+that to the background purger, ``purger.py``).
+
+A plain (non-atomic) delete uses the same trash without a journal: ``Detachment`` renames
+its targets into a fresh ``.stepd/trash/<id>/`` and the purger frees them later. No journal
+and no fsync are needed there, because nothing is ever put back: each rename is atomic, so
+a crash leaves every target either still in the workspace (the delete did not happen; the
+client got no answer and retries) or in the trash, where a directory without a journal is
+garbage that recovery purges. It is never half-deleted. Durability is that of an unlink
+(neither is fsynced): after a power loss a target may reappear, as with ``rm``.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from typing import Any
 
 from app.sandbox import Entry, Root
 from app.sandbox.errors import CrossDevice, from_os_error
+from app.sandbox.remove import Pace, no_pace
 from app.steps.errors import AtomicUnsupported
 from app.steps.workspace import RESERVED_NAME
 
@@ -136,19 +146,67 @@ class Staging:
         """Where transaction ``txn_id`` stands, from its journal."""
         return Transaction(self, txn_id).state()
 
-    def recover(self) -> Recovery:
-        """Roll back every unfinished transaction, then purge every transaction directory."""
+    def detachment(self) -> Detachment:
+        """A new trash directory for a plain delete's targets (made at the first move)."""
+        return Detachment(self, uuid.uuid4().hex)
+
+    def held(self, txn_id: str) -> int:
+        """How many entries trash directory ``txn_id`` holds (its journal left out)."""
+        txn_dir = self.trash.open_subdir(txn_id)
+        if txn_dir is None:
+            return 0
+        with txn_dir:
+            return len([name for name in txn_dir.names() if name != JOURNAL])
+
+    def recover(self, *, purge: bool = True) -> Recovery:
+        """Roll back every unfinished transaction, then purge every transaction directory
+        (unless ``purge`` is False: the background purger will)."""
         rolled_back = purged = 0
         for txn_id in self.pending():
             txn = Transaction(self, txn_id)
             if txn.state() is TxnState.OPEN:
                 txn.rollback()
                 rolled_back += 1
-            txn.purge()
-            purged += 1
+            if purge:
+                txn.purge()
+                purged += 1
         if purged:
             log.info("staging recovery: %d rolled back, %d purged", rolled_back, purged)
         return Recovery(rolled_back, purged)
+
+
+class Detachment:
+    """A plain delete's trash directory, without a journal (see the module doc).
+
+    ``moved`` entries are in it, of ``size`` bytes (None once a directory is among them);
+    ``created`` says whether it exists, that is whether it must be purged.
+    """
+
+    def __init__(self, staging: Staging, txn_id: str) -> None:
+        self.staging = staging
+        self.txn_id = txn_id
+        self.created = False
+        self.moved = 0
+        self.size: int | None = 0
+
+    def detach(self, workspace_root: Root, entries: Sequence[Entry]) -> list[Entry]:
+        """Move ``entries`` (looked up in ``workspace_root``) into the trash directory; one
+        already gone is fine. Returns those left where they are because the trash is on
+        another filesystem (``CrossDevice``): the caller removes them in place."""
+        txn_dir = self.staging.trash.open_subdir(self.txn_id, create=True)
+        assert txn_dir is not None
+        self.created = True
+        with txn_dir:
+            for index, entry in enumerate(entries):
+                try:
+                    moved = workspace_root.move_out(entry.real_path, txn_dir, str(self.moved))
+                except CrossDevice:
+                    return list(entries[index:])
+                if moved:
+                    self.moved += 1
+                    if self.size is not None:
+                        self.size = None if entry.size is None else self.size + entry.size
+        return []
 
 
 class Transaction:
@@ -208,9 +266,10 @@ class Transaction:
                     )
             self._append(txn_dir, {"end": TxnState.ABORTED.value})
 
-    def purge(self) -> None:
-        """Free the transaction's directory and everything still in it."""
-        self.staging.trash.remove(self.id)
+    def purge(self, *, pace: Pace = no_pace) -> None:
+        """Free the transaction's directory and everything still in it; ``pace`` as for
+        ``Root.remove``."""
+        self.staging.trash.remove(self.id, pace=pace)
 
     def state(self) -> TxnState:
         """Open, committed or aborted, from the journal's end record."""

@@ -133,7 +133,7 @@ def test_atomic_failure_restores_workspace_exactly(client: TestClient, tree: Pat
         ["exec.sh"],
     ]
     assert snapshot(tree) == before  # contents, modes, mtimes (parents too), symlinks
-    assert os.listdir(tree.parent / ".stepd" / "trash") == []
+    assert _trash_once_purged(client, tree.parent) == []
 
 
 def test_atomic_success_deletes_and_empties_staging(client: TestClient, tree: Path) -> None:
@@ -141,7 +141,7 @@ def test_atomic_success_deletes_and_empties_staging(client: TestClient, tree: Pa
     response = client.post("/steps/batch", json=body)
     assert response.status_code == 200
     assert sorted(os.listdir(tree)) == ["dangling", "exec.sh", "keep.txt"]
-    assert os.listdir(tree.parent / ".stepd" / "trash") == []
+    assert _trash_once_purged(client, tree.parent) == []
 
 
 def test_atomic_failure_of_a_refused_path_rolls_back(client: TestClient, tree: Path) -> None:
@@ -240,3 +240,9 @@ def test_staging_area_is_unreachable(client: TestClient, root_dir: Path) -> None
     glob = {"uses": "delete", "config": {"paths": ["**", ".*"], "pathsAreGlobs": True}}
     assert client.post("/steps/batch", json={"steps": [glob]}).status_code == 200
     assert (root_dir / ".stepd" / "state").is_dir()
+
+
+def _trash_once_purged(client: TestClient, root_dir: Path) -> list[str]:
+    """The trash, once the background purger has freed everything handed to it."""
+    assert client.app.state.purger.wait_idle(timeout=60)  # type: ignore[attr-defined]
+    return os.listdir(root_dir / ".stepd" / "trash")

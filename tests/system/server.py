@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -17,9 +18,12 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 class Server:
     """``stepd serve --port 0`` over ``root``; ``url`` is known once it serves."""
 
-    def __init__(self, root: Path, *, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self, root: Path, *, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> None:
         self.root = root
         self.prefix = list(prefix)
+        self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.log: list[str] = []
@@ -29,7 +33,11 @@ class Server:
         command = [sys.executable, "-m", "app", "serve", "--port", "0"]
         command += ["--workspace-root", str(self.root), "--log-level", "info"]
         self.process = subprocess.Popen(
-            self.prefix + command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.prefix + command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
         )
         assert self.process.stdout is not None
         for line in self.process.stdout:

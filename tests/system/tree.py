@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from pathlib import Path
 
 # What a snapshot records per entry: kind, mode, mtime and contents (or link target).
@@ -77,3 +78,14 @@ def _describe(path: Path) -> tuple[str, int, int, str]:
     if stat.S_ISDIR(st.st_mode):
         return ("dir", st.st_mode, st.st_mtime_ns, "")
     return ("file", st.st_mode, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def trash_emptied(root: Path, timeout: float = 60) -> bool:
+    """Whether the background purger empties ``root``'s trash within ``timeout`` seconds."""
+    trash = root / ".stepd" / "trash"
+    deadline = time.monotonic() + timeout
+    while os.listdir(trash):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -6,9 +6,9 @@ import os
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from app.api.deps import WorkspaceRoot
+from app.api.deps import TrashPurger, WorkspaceRoot
 from app.api.examples import ok_examples
 from app.api.problems import problem_response, problem_responses
 
@@ -17,6 +17,19 @@ router = APIRouter(tags=["health"])
 
 class Health(BaseModel):
     status: str
+
+
+class PurgeBacklog(BaseModel):
+    """What the background purger has yet to free."""
+
+    entries: int = Field(description="Detached entries (trees count as one) not yet freed.")
+    bytes: int | None = Field(
+        description="Their size in bytes; null when unknown (a directory is among them)."
+    )
+
+
+class Readiness(Health):
+    purge_backlog: PurgeBacklog = Field(alias="purgeBacklog")
 
 
 @router.get(
@@ -39,14 +52,21 @@ def healthz() -> Health:
     summary="Readiness",
     description="`200` when the workspace root is still a directory stepd can write to; "
     "`503 not_ready` when it was removed, or is read-only or not writable, so that "
-    "traffic goes elsewhere until it is fixed.",
-    response_model=Health,
+    "traffic goes elsewhere until it is fixed. `purgeBacklog` tells what deleted entries "
+    "the background purger has yet to free.",
+    response_model=Readiness,
+    response_model_by_alias=True,
     responses=ok_examples(
-        {"ready": {"summary": "Ready to run steps", "value": {"status": "ready"}}}
+        {
+            "ready": {
+                "summary": "Ready to run steps",
+                "value": {"status": "ready", "purgeBacklog": {"entries": 0, "bytes": 0}},
+            }
+        }
     )
     | problem_responses("not_ready"),
 )
-def readyz(root: WorkspaceRoot) -> Health | JSONResponse:
+def readyz(root: WorkspaceRoot, purger: TrashPurger) -> Readiness | JSONResponse:
     """The readiness probe: checks the workspace root through its open descriptor."""
     try:
         st = os.fstat(root.fd)
@@ -58,4 +78,8 @@ def readyz(root: WorkspaceRoot) -> Health | JSONResponse:
         return problem_response("not_ready", "workspace root was removed")
     if not writable:
         return problem_response("not_ready", "workspace root is not writable")
-    return Health(status="ready")
+    backlog = purger.backlog()
+    return Readiness(
+        status="ready",
+        purgeBacklog=PurgeBacklog(entries=backlog.entries, bytes=backlog.bytes),
+    )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from app.api.deps import AppSettings, CurrentRequest, RootStaging, WorkspaceRoot
+from app.api.deps import AppSettings, CurrentRequest, TrashPurger, WorkspaceRoot
 from app.api.examples import ok_examples
 from app.api.problems import (
     error_code,
@@ -205,7 +205,7 @@ workspace is exactly as before. A failed batch answers the failing step's status
 def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
-    staging: RootStaging,
+    purger: TrashPurger,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> DeleteResult:
@@ -215,7 +215,7 @@ def run_delete_step(
     spec = request.to_internal()
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
-    result = run_batch(root, staging, batch)
+    result = run_batch(root, purger, batch)
     _observe(record, spec.workspace, result)
     if result.failed is not None:
         assert result.failed.error is not None
@@ -239,7 +239,7 @@ def run_delete_step(
 def run_batch_steps(
     request: Annotated[BatchRequest, Body(openapi_examples=BATCH_EXAMPLES)],
     root: WorkspaceRoot,
-    staging: RootStaging,
+    purger: TrashPurger,
     settings: AppSettings,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
@@ -249,7 +249,7 @@ def run_batch_steps(
     if len(spec.steps) > settings.max_batch_steps:
         message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
-    result = run_batch(root, staging, spec)
+    result = run_batch(root, purger, spec)
     _observe(record, spec.workspace, result)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
