@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: run test lint typecheck pytest openapi openapi-lint clean
+.PHONY: run test lint typecheck pytest openapi openapi-lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ openapi: $(STAMP)
 # Rules and accepted exceptions: redocly.yaml, .redocly.lint-ignore.yaml.
 openapi-lint: $(NODE_STAMP)
 	REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly lint openapi/openapi.json
+
+# Benchmarks (docs/PERFORMANCE.md): minutes long, never part of `make test`. wrk is the
+# load generator (Debian: apt-get install wrk).
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench: wrk is missing: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.big_trees
+	$(BIN)/python -m bench.small_requests
+	$(BIN)/python -m bench.batch_vs_single
+	$(BIN)/python -m bench.memory
 
 clean:
 	rm -rf $(VENV) node_modules .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis

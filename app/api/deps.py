@@ -1,4 +1,8 @@
-"""Typed dependencies for the routes."""
+"""Typed dependencies for the routes.
+
+All ``async def``: they only read the application's state, and FastAPI would run a plain
+``def`` dependency in a worker thread of its own, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from app.settings import Settings
 from app.steps.purger import Purger
 
 
-def get_root(request: Request) -> Root:
+async def get_root(request: Request) -> Root:
     """The workspace root the application opened at start-up."""
     root: Root = request.app.state.root
     return root
@@ -32,13 +36,13 @@ async def get_request_record() -> RequestRecord:
 CurrentRequest = Annotated[RequestRecord, Depends(get_request_record)]
 
 
-def get_purger(request: Request) -> Purger:
+async def get_purger(request: Request) -> Purger:
     """The purger of the root's trash (started at start-up)."""
     purger: Purger = request.app.state.purger
     return purger
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the application was created with."""
     settings: Settings = request.app.state.settings
     return settings

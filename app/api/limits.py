@@ -15,7 +15,8 @@ answers close the connection, since the rest of the body is never read.
 
 from __future__ import annotations
 
-import anyio
+import asyncio
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,7 +49,8 @@ class LimitsMiddleware:
             await _closing(code, detail)(scope, receive, send)
             return
         try:
-            with anyio.fail_after(self.body_timeout):
+            # asyncio's own timeout: anyio's cancel scope costs several times more per request.
+            async with asyncio.timeout(self.body_timeout):
                 message = await self._read_body(receive)
         except BodyTooLarge:
             detail = f"the body is larger than {self.max_body_bytes} bytes"

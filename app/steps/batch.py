@@ -91,6 +91,7 @@ def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
         if txn is not None:
             purger.dispose(txn.id)
         if detachment is not None and detachment.created:
+            detachment.close()
             purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
 
 

@@ -98,6 +98,7 @@ class Staging:
 
     def __init__(self, root: Root) -> None:
         self.root = root
+        self._idle_lock_fds: list[int] = []
         self._private = root.open_private(RESERVED_NAME)
         try:
             trash = self._private.open_subdir(TRASH, create=True)
@@ -108,6 +109,8 @@ class Staging:
             raise
 
     def close(self) -> None:
+        while self._idle_lock_fds:
+            os.close(self._idle_lock_fds.pop())
         self.trash.close()
         self._private.close()
 
@@ -118,21 +121,36 @@ class Staging:
         An atomic batch must see no concurrent change, and nobody may see its uncommitted
         moves (a delete answering "absent" for a target that a rollback then restores).
         flock is released by the kernel when a process dies, and works across processes.
+        Each holder needs an open file of its own (flock belongs to the open file, so two
+        holders sharing one would unlock each other); idle ones are kept for the next
+        request rather than opened and closed every time.
         """
         try:
-            fd = os.open(
+            fd = self._idle_lock_fds.pop()
+        except IndexError:
+            fd = self._open_lock()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._idle_lock_fds.append(fd)
+
+    def _open_lock(self) -> int:
+        try:
+            return os.open(
                 LOCK,
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                # Read-only is enough for flock, and kept open it would block a remount ro.
+                os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                 0o600,
                 dir_fd=self._private.fd,
             )
         except OSError as exc:
             raise from_os_error(exc, "", "open the workspace lock") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
 
     def begin(self) -> Transaction:
         """A new transaction; its directory is made when it first stages something."""
@@ -148,7 +166,7 @@ class Staging:
 
     def detachment(self) -> Detachment:
         """A new trash directory for a plain delete's targets (made at the first move)."""
-        return Detachment(self, uuid.uuid4().hex)
+        return Detachment(self)
 
     def held(self, txn_id: str) -> int:
         """How many entries trash directory ``txn_id`` holds (its journal left out)."""
@@ -182,31 +200,38 @@ class Detachment:
     ``created`` says whether it exists, that is whether it must be purged.
     """
 
-    def __init__(self, staging: Staging, txn_id: str) -> None:
+    def __init__(self, staging: Staging) -> None:
         self.staging = staging
-        self.txn_id = txn_id
+        self.txn_id = ""  # named when made: a delete of absent targets needs none
         self.created = False
         self.moved = 0
         self.size: int | None = 0
+        self._dir: Root | None = None
 
     def detach(self, workspace_root: Root, entries: Sequence[Entry]) -> list[Entry]:
         """Move ``entries`` (looked up in ``workspace_root``) into the trash directory; one
         already gone is fine. Returns those left where they are because the trash is on
         another filesystem (``CrossDevice``): the caller removes them in place."""
-        txn_dir = self.staging.trash.open_subdir(self.txn_id, create=True)
-        assert txn_dir is not None
-        self.created = True
-        with txn_dir:
-            for index, entry in enumerate(entries):
-                try:
-                    moved = workspace_root.move_out(entry.real_path, txn_dir, str(self.moved))
-                except CrossDevice:
-                    return list(entries[index:])
-                if moved:
-                    self.moved += 1
-                    if self.size is not None:
-                        self.size = None if entry.size is None else self.size + entry.size
+        if self._dir is None:
+            self.txn_id = uuid.uuid4().hex
+            self._dir = self.staging.trash.open_subdir(self.txn_id, create=True)
+            assert self._dir is not None
+            self.created = True
+        for index, entry in enumerate(entries):
+            try:
+                moved = workspace_root.move_out(entry.real_path, self._dir, str(self.moved))
+            except CrossDevice:
+                return list(entries[index:])
+            if moved:
+                self.moved += 1
+                if self.size is not None:
+                    self.size = None if entry.size is None else self.size + entry.size
         return []
+
+    def close(self) -> None:
+        """Close its directory (kept open from the first move on, for the next steps)."""
+        if self._dir is not None:
+            self._dir.close()
 
 
 class Transaction:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Header, Response
+from pydantic import BaseModel
 
 from app.api.deps import AppSettings, CurrentRequest, TrashPurger, WorkspaceRoot
 from app.api.examples import ok_examples
@@ -208,7 +208,7 @@ def run_delete_step(
     purger: TrashPurger,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> DeleteResult:
+) -> Response:
     """Run one delete step: a batch of one. Blocking filesystem work: FastAPI runs it in a
     thread. ``idempotency_key`` is declared for the documentation; the middleware acts on
     it."""
@@ -221,7 +221,7 @@ def run_delete_step(
         assert result.failed.error is not None
         raise result.failed.error
     outcome: DeleteOutcome = result.steps[0].output
-    return delete_result(spec.api_version, outcome.deleted, outcome.absent)
+    return _json(delete_result(spec.api_version, outcome.deleted, outcome.absent))
 
 
 @router.post(
@@ -243,7 +243,7 @@ def run_batch_steps(
     settings: AppSettings,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> BatchResult | JSONResponse:
+) -> Response:
     """Run a batch; see the description. Blocking: FastAPI runs it in a thread."""
     spec = request.to_internal()
     if len(spec.steps) > settings.max_batch_steps:
@@ -253,7 +253,7 @@ def run_batch_steps(
     _observe(record, spec.workspace, result)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
-        return batch_result(spec.api_version, steps)
+        return _json(batch_result(spec.api_version, steps), exclude_none=True)
     assert result.failed.error is not None
     return failure_problem(
         result.failed.error,
@@ -261,6 +261,13 @@ def run_batch_steps(
         failedStep=result.failed.alias,
         rolledBack=result.rolled_back,
     )
+
+
+def _json(result: BaseModel, *, exclude_none: bool = False) -> Response:
+    """A 200 response of ``result``, serialised once: the model was built from our own
+    values, so letting FastAPI validate it again against ``response_model`` is waste."""
+    body = result.model_dump_json(by_alias=True, exclude_none=exclude_none)
+    return Response(body, media_type="application/json")
 
 
 def _step_result(result: StepResult) -> BatchStepResult:

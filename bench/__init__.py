@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each script compares side by side in one run."""
