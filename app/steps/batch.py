@@ -12,10 +12,10 @@ Isolation: an atomic batch holds the staging lock exclusively (no other batch ru
 one observes its uncommitted moves); other batches share it. Purging happens after the
 lock is released, by the purger: in the background, or inline when it is not one.
 
-Removal: a non-atomic batch detaches its targets into one trash directory
-(``Detachment``) when
-the purger works in the background, and removes them in place otherwise, or where the
-trash is on another filesystem; an atomic one stages them in its transaction.
+Removal: when the purger works in the background, a non-atomic batch detaches its
+directories and big files into one trash directory (``Detachment``) and unlinks small
+files and symlinks in place; otherwise, or where the trash is on another filesystem, it
+removes everything in place. An atomic batch stages its targets in its transaction.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from app.steps.context import Remove, StepContext, remove_in_place
 from app.steps.errors import StepError
 from app.steps.purger import Purger
 from app.steps.registry import KINDS
-from app.steps.staging import Detachment, Transaction
+from app.steps.staging import Detachment, Transaction, worth_detaching
 from app.steps.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,9 @@ class _Removal:
             return in_place
 
         def detach(entries: Sequence[Entry]) -> None:
-            in_place(detachment.detach(opened, entries))
+            small = [entry for entry in entries if not worth_detaching(entry)]
+            big = [entry for entry in entries if worth_detaching(entry)]
+            in_place(small + detachment.detach(opened, big))
 
         return detach
 

@@ -22,7 +22,8 @@ record (the process died mid-batch), then purges every transaction directory (or
 that to the background purger, ``purger.py``).
 
 A plain (non-atomic) delete uses the same trash without a journal: ``Detachment`` renames
-its targets into a fresh ``.stepd/trash/<id>/`` and the purger frees them later. No journal
+its targets (directories and big files: ``worth_detaching``) into a fresh
+``.stepd/trash/<id>/`` and the purger frees them later. No journal
 and no fsync are needed there, because nothing is ever put back: each rename is atomic, so
 a crash leaves every target either still in the workspace (the delete did not happen; the
 client got no answer and retries) or in the trash, where a directory without a journal is
@@ -193,6 +194,17 @@ class Staging:
         return Recovery(rolled_back, purged)
 
 
+# Smaller files (and symlinks) are unlinked in place: as fast as renaming them, and it
+# spares the purger a directory to free per request.
+DETACH_MIN_BYTES = 1 << 20
+
+
+def worth_detaching(entry: Entry) -> bool:
+    """Whether removing ``entry`` may take long enough to be left to the purger: a
+    directory (any size: only a walk would tell), or a file of ``DETACH_MIN_BYTES``."""
+    return entry.size is None or entry.size >= DETACH_MIN_BYTES
+
+
 class Detachment:
     """A plain delete's trash directory, without a journal (see the module doc).
 
@@ -212,6 +224,8 @@ class Detachment:
         """Move ``entries`` (looked up in ``workspace_root``) into the trash directory; one
         already gone is fine. Returns those left where they are because the trash is on
         another filesystem (``CrossDevice``): the caller removes them in place."""
+        if not entries:
+            return []
         if self._dir is None:
             self.txn_id = uuid.uuid4().hex
             self._dir = self.staging.trash.open_subdir(self.txn_id, create=True)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from app.steps.staging import DETACH_MIN_BYTES
 from tests.api.test_metrics import sample
 
 
@@ -21,6 +22,7 @@ def _tree(root_dir: Path) -> None:
             (root_dir / "ws" / "out" / f"d{d}" / f"f{f}").write_text("data")
     (root_dir / "ws" / "keep.txt").write_text("keep")
     (root_dir / "ws" / "small.txt").write_text("12345")
+    (root_dir / "ws" / "big.bin").write_bytes(b"b" * DETACH_MIN_BYTES)
 
 
 def _trash(root_dir: Path) -> list[str]:
@@ -35,7 +37,7 @@ def test_delete_detaches_before_answering_and_purges_after(root_dir: Path) -> No
         response = client.post("/steps/delete", json={"workspace": "ws", "path": "out"})
         assert response.status_code == 200
         assert response.json()["deleted"] == ["out"]
-        assert sorted(os.listdir(root_dir / "ws")) == ["keep.txt", "small.txt"]
+        assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "keep.txt", "small.txt"]
         [held] = _trash(root_dir)
         assert (root_dir / ".stepd" / "trash" / held / "0" / "d2" / "f4").read_text() == "data"
         ready = client.get("/readyz").json()
@@ -46,17 +48,30 @@ def test_delete_detaches_before_answering_and_purges_after(root_dir: Path) -> No
         assert client.app.state.purger.wait_idle(timeout=60)  # type: ignore[attr-defined]
         assert _trash(root_dir) == []
         assert client.get("/readyz").json()["purgeBacklog"] == {"entries": 0, "bytes": 0}
-    assert sorted(os.listdir(root_dir / "ws")) == ["keep.txt", "small.txt"]
+    assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "keep.txt", "small.txt"]
 
 
 def test_backlog_counts_the_bytes_of_detached_files(root_dir: Path) -> None:
     _tree(root_dir)
     with TestClient(create_app(Settings(workspace_root=root_dir))) as client:
         client.app.state.purger.stop()  # type: ignore[attr-defined]
-        body = {"workspace": "ws", "paths": ["small.txt", "keep.txt"]}
+        body = {"workspace": "ws", "paths": ["big.bin", "small.txt"]}
         assert client.post("/steps/delete", json=body).status_code == 200
-        assert client.get("/readyz").json()["purgeBacklog"] == {"entries": 2, "bytes": 9}
-        assert sample(client, "stepd_purge_backlog_bytes") == 9
+        backlog = {"entries": 1, "bytes": DETACH_MIN_BYTES}
+        assert client.get("/readyz").json()["purgeBacklog"] == backlog
+        assert sample(client, "stepd_purge_backlog_bytes") == DETACH_MIN_BYTES
+        assert sorted(os.listdir(root_dir / "ws")) == ["keep.txt", "out"]
+
+
+def test_small_files_and_symlinks_are_unlinked_in_place(root_dir: Path) -> None:
+    _tree(root_dir)
+    (root_dir / "ws" / "link").symlink_to("out")
+    with TestClient(create_app(Settings(workspace_root=root_dir))) as client:
+        client.app.state.purger.stop()  # type: ignore[attr-defined]
+        body = {"workspace": "ws", "paths": ["small.txt", "link"]}
+        assert client.post("/steps/delete", json=body).status_code == 200
+        assert _trash(root_dir) == []
+        assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "keep.txt", "out"]
 
 
 def test_an_absent_target_leaves_nothing_in_the_trash(client: TestClient, root_dir: Path) -> None:
@@ -69,10 +84,11 @@ def test_a_batch_detaches_every_step_into_one_trash_directory(root_dir: Path) ->
     with TestClient(create_app(Settings(workspace_root=root_dir))) as client:
         client.app.state.purger.stop()  # type: ignore[attr-defined]
         steps = [{"uses": "delete", "config": {"path": p}} for p in ("out", "keep.txt")]
+        steps.append({"uses": "delete", "config": {"path": "big.bin"}})
         response = client.post("/steps/batch", json={"workspace": "ws", "steps": steps})
         assert response.status_code == 200
         assert os.listdir(root_dir / "ws") == ["small.txt"]
-        [held] = _trash(root_dir)
+        [held] = _trash(root_dir)  # one directory for the batch; keep.txt went in place
         assert sorted(os.listdir(root_dir / ".stepd" / "trash" / held)) == ["0", "1"]
 
 
@@ -88,7 +104,7 @@ def test_inline_mode_deletes_in_place(root_dir: Path) -> None:
         assert client.post("/steps/batch", json=atomic).status_code == 200
         assert _trash(root_dir) == []  # committed staging purged before the answer
         assert client.get("/readyz").json()["purgeBacklog"] == {"entries": 0, "bytes": 0}
-    assert os.listdir(root_dir / "ws") == ["small.txt"]
+    assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "small.txt"]
 
 
 def test_inline_mode_purges_leftovers_before_serving(root_dir: Path) -> None:
