@@ -30,6 +30,7 @@ from app.client import (
     StepdConnectionError,
     StepdError,
     Unavailable,
+    is_retryable,
 )
 from app.models.v1 import DeleteResultV1
 from tests.live import free_port
@@ -230,3 +231,19 @@ def test_every_problem_code_has_a_typed_error() -> None:
 def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable"),
+    [
+        (503, {"code": "not_ready"}, True),
+        (500, {"code": "internal"}, True),
+        (409, {"code": "idempotency_key_in_flight"}, True),
+        (409, {"code": "busy"}, False),
+        (404, {"code": "not_found"}, False),
+        (409, None, False),
+    ],
+)
+def test_what_is_retried(status: int, body: dict[str, str] | None, retryable: bool) -> None:
+    response = httpx.Response(status, json=body) if body else httpx.Response(status)
+    assert is_retryable(response) is retryable
