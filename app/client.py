@@ -52,6 +52,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from app.models.batch import BatchResultV1
 from app.models.v1 import DeleteRequestV1, DeleteResultV1
 
 log = logging.getLogger(__name__)
@@ -183,18 +184,6 @@ class BatchRequest(BaseModel):
     workspace: str | None = None
     atomic: bool = False
     steps: list[BatchStep]
-
-
-class BatchResult(BaseModel):
-    """The outcome of a batch that did not fail; each step's outcome is in ``steps``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    apiVersion: str
-    kind: Literal["BatchResult"] = "BatchResult"
-    status: str
-    rolledBack: bool
-    steps: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -331,11 +320,11 @@ class StepdClient:
         workspace: str | None = None,
         atomic: bool = False,
         idempotency_key: str | None = None,
-    ) -> BatchResult:
+    ) -> BatchResultV1:
         """Run ``steps`` in order in one workspace (all undone on failure if ``atomic``)."""
         body = _batch_body(steps, workspace, atomic)
         response = self._post("/steps/batch", body, idempotency_key)
-        return result_of(response, BatchResult)
+        return result_of(response, BatchResultV1)
 
     def _post(self, path: str, body: dict[str, Any], key: str | None) -> httpx.Response:
         headers = self._settings.call_headers(key)
@@ -398,11 +387,11 @@ class AsyncStepdClient:
         workspace: str | None = None,
         atomic: bool = False,
         idempotency_key: str | None = None,
-    ) -> BatchResult:
+    ) -> BatchResultV1:
         """Run ``steps`` in order in one workspace (all undone on failure if ``atomic``)."""
         body = _batch_body(steps, workspace, atomic)
         response = await self._post("/steps/batch", body, idempotency_key)
-        return result_of(response, BatchResult)
+        return result_of(response, BatchResultV1)
 
     async def _post(self, path: str, body: dict[str, Any], key: str | None) -> httpx.Response:
         headers = self._settings.call_headers(key)

@@ -22,6 +22,7 @@ from app.api.problems import CATALOG, problem_example
 from app.client import (
     FAMILIES,
     AsyncStepdClient,
+    BatchStep,
     InvalidPath,
     NotFound,
     ProblemError,
@@ -32,6 +33,7 @@ from app.client import (
     Unavailable,
     is_retryable,
 )
+from app.models.batch import BatchResultV1
 from app.models.v1 import DeleteResultV1
 from tests.live import free_port
 
@@ -247,3 +249,35 @@ def test_retry_policy_rejects_nonsense() -> None:
 def test_what_is_retried(status: int, body: dict[str, str] | None, retryable: bool) -> None:
     response = httpx.Response(status, json=body) if body else httpx.Response(status)
     assert is_retryable(response) is retryable
+
+
+def test_batch_returns_the_result_model(live_server: str, root_dir: Path) -> None:
+    (root_dir / "promo-7" / "out").mkdir(parents=True)
+    steps = [
+        BatchStep(uses="delete", as_="clean-out", config={"path": "out"}),
+        BatchStep(uses="delete", config={"paths": ["gone"]}),
+    ]
+    with StepdClient(live_server) as client:
+        result = client.batch(steps, workspace="promo-7", atomic=True)
+    assert isinstance(result, BatchResultV1)
+    assert [(step.alias, step.status, step.deleted, step.absent) for step in result.steps] == [
+        ("clean-out", "Succeeded", ["out"], []),
+        ("step-1", "Succeeded", [], ["gone"]),
+    ]
+    assert not (root_dir / "promo-7" / "out").exists()
+
+
+def test_a_failed_atomic_batch_raises_with_every_step_and_rolls_back(
+    live_server: str, root_dir: Path
+) -> None:
+    (root_dir / "promo-8" / "out").mkdir(parents=True)
+    steps = [
+        BatchStep(uses="delete", config={"path": "out"}),
+        BatchStep(uses="delete", as_="must-exist", config={"path": "gone", "strict": True}),
+    ]
+    with StepdClient(live_server) as client, pytest.raises(NotFound) as raised:
+        client.batch(steps, workspace="promo-8", atomic=True)
+    problem = raised.value.problem
+    assert (problem["failedStep"], problem["rolledBack"]) == ("must-exist", True)
+    assert [step["status"] for step in problem["steps"]] == ["Succeeded", "Failed"]
+    assert (root_dir / "promo-8" / "out").is_dir()
