@@ -58,8 +58,12 @@ class DirOpener:
         """Open directory ``name`` in ``dir_fd``.
 
         Raises ``IsSymlink`` for a symlink, ``Missing`` when absent or not a directory,
-        ``OutsideRoot`` for a mount point, ``FilesystemError`` for anything else.
+        ``OutsideRoot`` for a mount point or ``..``, ``FilesystemError`` for anything else.
         """
+        if name == "..":
+            # openat2 refuses it (RESOLVE_BENEATH); O_NOFOLLOW alone would climb out. Glob
+            # patterns reach here with ``\.\.``, which lexical folding cannot see.
+            raise OutsideRoot("'..' leads out of the directory", path=path)
         try:
             if self.use_openat2:
                 return openat2(dir_fd, name, DIR_FLAGS, STRICT_RESOLVE)
