@@ -80,6 +80,7 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
     openapi_extra={"security": [{"bearerAuth": []}, {}]},
     responses=ok_examples(DELETE_RESULT_EXAMPLES)
     | problem_responses(
+        "http_error",
         "unauthorized",
         "request_timeout",
         "payload_too_large",
@@ -90,11 +91,14 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
         "too_many_segments",
         "path_outside_workspace",
         "invalid_glob",
+        "symlink_loop",
+        "name_too_long",
         "not_found",
         "permission_denied",
         "read_only_filesystem",
         "busy",
         "no_space",
+        "too_many_open_files",
         "io_error",
         "internal",
     ),
