@@ -237,9 +237,10 @@ class Root:
                     return None
                 if exc.errno == errno.EXDEV:
                     raise OutsideRoot("a mount point is in the way", path=join(parts)) from None
-                if exc.errno != errno.ELOOP:
+                if exc.errno not in (errno.ELOOP, errno.ENAMETOOLONG):
                     raise from_os_error(exc, join(parts), "open") from None
-                # A symlink on the way: follow it ourselves, one component at a time.
+                # A symlink on the way, or more than PATH_MAX bytes of valid names: walk
+                # one component at a time (the walk still refuses a name too long itself).
         return self._walk(dirs, join(parts))
 
     def _walk(self, dirs: Parts, path: str) -> tuple[int, Parts] | None:
