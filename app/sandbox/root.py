@@ -27,7 +27,17 @@ from app.sandbox.errors import (
     SymlinkLoop,
     from_os_error,
 )
-from app.sandbox.fd import DIR_FLAGS, STRICT_RESOLVE, DirOpener, IsSymlink, Missing
+from app.sandbox.fd import (
+    CLOSED,
+    DIR_FLAGS,
+    OPEN_LEVELS,
+    STRICT_RESOLVE,
+    DirOpener,
+    IsSymlink,
+    Missing,
+    identity,
+    reopen_parent,
+)
 from app.sandbox.openat2 import openat2, probe
 from app.sandbox.paths import Parts, join, split
 from app.sandbox.remove import remove_tree
@@ -245,7 +255,7 @@ class Root:
 
     def _walk(self, dirs: Parts, path: str) -> tuple[int, Parts] | None:
         pending = list(reversed(dirs))
-        stack: list[tuple[int, str]] = []
+        stack: list[_Step] = []
         links = 0
         try:
             while pending:
@@ -255,13 +265,21 @@ class Root:
                 if name == "..":
                     if not stack:
                         raise OutsideRoot("a symbolic link leads out of the workspace", path)
-                    os.close(stack.pop()[0])
+                    top = stack.pop()
+                    if stack and stack[-1].fd == CLOSED:
+                        stack[-1].fd = reopen_parent(top.fd, stack[-1].identity, path)
+                    os.close(top.fd)
                     continue
                 if not stack and name in self._reserved:
                     raise InvalidPath(f"{name!r} is reserved", path=path)
-                current = stack[-1][0] if stack else self._fd
+                current = stack[-1].fd if stack else self._fd
                 try:
-                    stack.append((self._opener.open_dir(current, name, path=path), name))
+                    fd = self._opener.open_dir(current, name, path=path)
+                    stack.append(_Step(fd, name, identity(fd)))
+                    if len(stack) > OPEN_LEVELS:
+                        shallow = stack[-OPEN_LEVELS - 1]
+                        os.close(shallow.fd)
+                        shallow.fd = CLOSED
                 except Missing:
                     return None
                 except IsSymlink:
@@ -276,12 +294,22 @@ class Root:
                             "an absolute symbolic link leads out of the workspace", path
                         ) from None
                     pending.extend(reversed(target.split("/")))
-            real = tuple(name for _, name in stack)
-            fd = stack.pop()[0] if stack else os.dup(self._fd)
+            real = tuple(step.name for step in stack)
+            fd = stack.pop().fd if stack else os.dup(self._fd)
             return fd, real
         finally:
-            for fd, _ in stack:
-                os.close(fd)
+            for step in stack:
+                if step.fd != CLOSED:
+                    os.close(step.fd)
+
+
+@dataclass
+class _Step:
+    """A directory the component walk went through; ``fd`` is CLOSED when far above."""
+
+    fd: int
+    name: str
+    identity: tuple[int, int]
 
 
 def _readlink(dir_fd: int, name: str, path: str) -> str:

@@ -26,3 +26,17 @@ def test_deep_entry_is_found_and_removed(root: Root, root_dir: Path) -> None:
 
 def test_absent_long_path_is_absent(root: Root) -> None:
     assert root.lookup("/".join(["abc"] * DEPTH)) is None
+
+
+def test_symlink_climbing_far_above_a_deep_walk_resolves(root: Root, root_dir: Path) -> None:
+    # The walk keeps few descriptors open; climbing 70 levels re-opens the closed ones.
+    with deep_tree(root_dir, 100, name="d", leaf="bottom.txt"):
+        depth_30 = root_dir.joinpath(*["d"] * 30)
+        (depth_30 / "mark.txt").write_text("found")
+        root_dir.joinpath(*["d"] * 100, "up").symlink_to("../" * 70)
+        path = "/".join(["d"] * 100 + ["up", "mark.txt"])
+        entry = root.lookup(path)
+        assert entry is not None
+        assert entry.kind is EntryKind.FILE
+        assert root.remove(path)
+        assert not (depth_30 / "mark.txt").exists()
