@@ -135,14 +135,15 @@ class Root:
             return None
         return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
 
-    def lookup(self, path: str) -> Entry | None:
+    def lookup(self, path: str, *, limited: bool = True) -> Entry | None:
         """The entry at ``path``, or None when it (or a parent) does not exist.
 
         The entry is checked not to be a mount point and, for a directory, to hold none, so
         that removing it later can succeed whole. Raises ``SandboxError`` for anything that
-        must not be touched.
+        must not be touched. ``limited=False`` skips the size limits of ``paths.split``
+        (for glob matches).
         """
-        parts = split(path)
+        parts = split(path, limited=limited)
         located = self._open_parent(parts)
         if located is None:
             return None
@@ -162,13 +163,14 @@ class Root:
         finally:
             os.close(parent_fd)
 
-    def remove(self, path: str) -> bool:
+    def remove(self, path: str, *, limited: bool = True) -> bool:
         """Remove the entry at ``path`` (a directory with all it holds, a symlink as a link).
 
         Returns False when there was nothing to remove. An entry that is, or holds, a mount
-        point is refused with ``OutsideRoot`` before anything is removed.
+        point is refused with ``OutsideRoot`` before anything is removed. ``limited`` as
+        for ``lookup``.
         """
-        parts = split(path)
+        parts = split(path, limited=limited)
         located = self._open_parent(parts)
         if located is None:
             return False
