@@ -146,8 +146,9 @@ class Root:
             return None
         return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
 
-    def open_private(self, name: str) -> Root:
-        """The reserved top-level directory ``name``, created (mode 0700) if missing.
+    def open_private(self, name: str, *, create: bool = True) -> Root | None:
+        """The reserved top-level directory ``name``; None when it is absent and not
+        ``create``d (mode 0700).
 
         This is the only way into a reserved name. It must be a real directory, never a
         symlink; unlike a workspace it may be a mount point of its own, in which case moving
@@ -155,10 +156,13 @@ class Root:
         """
         if name not in self._reserved:
             raise InvalidPath(f"{name!r} is not a reserved name", path=name)
-        _mkdir(self._fd, name)
+        if create:
+            _mkdir(self._fd, name)
         try:
             fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self._fd)
         except OSError as exc:
+            if exc.errno == errno.ENOENT and not create:
+                return None
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise OutsideRoot(f"{name!r} is not a directory", path=name) from None
             raise from_os_error(exc, name, "open") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from app.main import IDEMPOTENCY_DB
 from app.steps.workspace import RESERVED_NAME
 from tests.support.server import Server, serve
 from tests.support.snapshot import Snapshot, changes, snapshot
@@ -31,8 +32,11 @@ FILES = {
     "promo-42/charts/app/values-dev.yaml": "replicas: 1\n",
     "promo-42/tmp/cache/blob": "blob",
     "promo-42/keep.txt": "keep",
-    f"{RESERVED_NAME}/state": "reserved: no request may reach this",
+    f"{RESERVED_NAME}/canary.txt": "reserved: no request may reach this",
+    f"{RESERVED_NAME}/state/canary.txt": "beside stepd's own records: no request may reach this",
 }
+# stepd's own records change as requests with an Idempotency-Key arrive.
+OWN_STATE = tuple(f"{IDEMPOTENCY_DB}{suffix}" for suffix in ("", "-wal", "-shm"))
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,13 @@ class Tree:
         }
 
     def protected(self) -> Snapshot:
-        """Everything a request must never change: all but the workspace, plus ``.stepd``."""
+        """Everything a request must never change: all but the workspace, plus ``.stepd``
+        (but for the idempotency records stepd itself keeps there)."""
         outside_root = snapshot(self.base, exclude=(self.root,))
-        reserved = snapshot(self.root / RESERVED_NAME)
+        state = self.root / RESERVED_NAME / "state"
+        reserved = snapshot(
+            self.root / RESERVED_NAME, exclude=tuple(state / name for name in OWN_STATE)
+        )
         return {**outside_root, **{f"{RESERVED_NAME}/{k}": v for k, v in reserved.items()}}
 
     def assert_protected_unchanged(self, before: Snapshot, context: str) -> None:

@@ -22,9 +22,9 @@ from app.api.problems import CATALOG, MEDIA_TYPE
 from app.models.internal import DeleteConfig
 from app.sandbox import Root
 from app.sandbox.errors import SandboxError
-from app.steps.delete import run_delete
 from app.steps.workspace import RESERVED
 from tests.fuzz.conftest import REQUESTS_SENT, Tree, make_tree, seed_workspace
+from tests.steps.running import run_delete
 from tests.support.corpus import CorpusEntry, read_corpus
 from tests.support.endpoints import DELETE_ENDPOINTS, DeleteEndpoint
 from tests.support.mounts import MountNotPermitted, bind_mount
