@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import os
 import resource
 from collections.abc import Callable, Iterator
@@ -109,9 +108,9 @@ class Site:
 
 
 @contextmanager
-def serve_site(base: Path, root: Path, log: Path) -> Iterator[Site]:
+def serve_site(base: Path, root: Path) -> Iterator[Site]:
     """A server over ``root`` (inside ``base``), with the open-files limit applied."""
-    with serve(root, log, preexec_fn=limit_open_files) as server, server.client() as http:
+    with serve(root, preexec_fn=limit_open_files) as server, server.client() as http:
         yield Site(base, root, http, server)
 
 
@@ -129,7 +128,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The shared server; each test takes a workspace of its own with ``site.workspace``."""
     base = tmp_path_factory.mktemp("faults")
     root = make_site(base)
-    with serve_site(base, root, tmp_path_factory.mktemp("logs") / "server.log") as running:
+    with serve_site(base, root) as running:
         yield running
 
 
@@ -151,8 +150,7 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 def degraded_start_lines(site: Site) -> list[dict[str, Any]]:
     """The server's log records saying it started degraded."""
-    records = [json.loads(line) for line in site.server.log.read_text().splitlines()]
-    return [r for r in records if r["message"].startswith("degraded start")]
+    return [r for r in site.server.lines if str(r.get("message")).startswith("degraded start")]
 
 
 def fill_up(directory: Path, *, inodes: bool = True) -> None:
@@ -179,7 +177,7 @@ def fill_up(directory: Path, *, inodes: bool = True) -> None:
 
 @contextmanager
 def tmpfs_site(
-    base: Path, logs: Path, set_up: Callable[[Path], None], options: str = "size=1m"
+    base: Path, set_up: Callable[[Path], None], options: str = "size=1m"
 ) -> Iterator[Site]:
     """A server over a root that is a tmpfs of its own (``options``), holding
     ``target.txt`` and ``tree/a/b.txt``; ``set_up`` finishes the root before the server
@@ -191,7 +189,7 @@ def tmpfs_site(
             (root / "tree" / "a").mkdir(parents=True)
             (root / "tree" / "a" / "b.txt").write_text("delete me too")
             set_up(root)
-            with serve_site(base, root, logs / "server.log") as running:
+            with serve_site(base, root) as running:
                 yield running
     except MountNotPermitted as refused:
         pytest.skip(f"mounting is not permitted here: {refused}")
@@ -205,7 +203,7 @@ def _fill_up_but_for_state(root: Path) -> None:
 
 
 @pytest.fixture
-def full_disk_site(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def full_disk_site(tmp_path: Path) -> Iterator[Site]:
     """A server whose workspace root is a tiny tmpfs with no block or inode left.
 
     It holds ``target.txt`` and ``tree/a/b.txt`` (what tests may delete; deleting
@@ -214,15 +212,13 @@ def full_disk_site(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     used the space up; ``.stepd``, where stepd keeps its own state, is on the full
     filesystem too, and is missing: the server starts degraded.
     """
-    logs = tmp_path_factory.mktemp("logs")
-    with tmpfs_site(tmp_path, logs, _fill_up_but_for_state, SMALL_TMPFS) as site:
+    with tmpfs_site(tmp_path, _fill_up_but_for_state, SMALL_TMPFS) as site:
         yield site
 
 
 @pytest.fixture
-def filling_site(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def filling_site(tmp_path: Path) -> Iterator[Site]:
     """A server started over a small tmpfs with room to spare, holding ``target.txt`` and
     ``tree/a/b.txt``: stepd's own area is made at start-up; tests fill the disk after."""
-    logs = tmp_path_factory.mktemp("logs")
-    with tmpfs_site(tmp_path, logs, lambda root: None, SMALL_TMPFS) as site:
+    with tmpfs_site(tmp_path, lambda root: None, SMALL_TMPFS) as site:
         yield site

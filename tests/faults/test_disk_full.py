@@ -43,7 +43,7 @@ def test_start_on_a_full_disk_is_degraded_not_failed(full_disk_site: Site) -> No
     site = full_disk_site
     [line] = degraded_start_lines(site)
     assert "no_space" in line["message"]
-    assert "Traceback" not in site.server.log.read_text()
+    assert "Traceback" not in site.server.output()
     response = site.http.get("/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "degraded"

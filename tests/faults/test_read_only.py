@@ -30,8 +30,8 @@ from tests.support.mounts import remount
 
 
 @pytest.fixture
-def read_only_site(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with tmpfs_site(tmp_path, tmp_path_factory.mktemp("logs"), _read_only) as site:
+def read_only_site(tmp_path: Path) -> Iterator[Site]:
+    with tmpfs_site(tmp_path, _read_only) as site:
         yield site
 
 
@@ -69,7 +69,7 @@ def test_start_on_a_read_only_root_is_degraded_not_failed(
     site = read_only_site
     [line] = degraded_start_lines(site)
     assert "read_only_filesystem" in line["message"]
-    assert "Traceback" not in site.server.log.read_text()
+    assert "Traceback" not in site.server.output()
     ready = assert_problem(site.http.get("/readyz"), 503, "not_ready")
     assert "read-only" in ready["detail"]
     keyed = site.http.post(
@@ -90,9 +90,9 @@ def test_start_on_a_read_only_root_is_degraded_not_failed(
 
 
 @pytest.fixture
-def interrupted_site(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def interrupted_site(tmp_path: Path) -> Iterator[Site]:
     """A read-only root on which a killed atomic batch left ``target.txt`` staged."""
-    with tmpfs_site(tmp_path, tmp_path_factory.mktemp("logs"), _interrupted) as site:
+    with tmpfs_site(tmp_path, _interrupted) as site:
         yield site
 
 

@@ -118,8 +118,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
 
 @pytest.fixture(scope="module")
 def server(tree: Tree, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("logs") / "server.log"
-    with serve(tree.root, log) as running:
+    with serve(tree.root) as running:
         yield running
 
 

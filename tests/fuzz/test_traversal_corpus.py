@@ -74,7 +74,7 @@ def corpus_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusTree
 def corpus_server(
     corpus_tree: CorpusTree, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    with serve(corpus_tree.tree.root, tmp_path_factory.mktemp("logs") / "server.log") as server:
+    with serve(corpus_tree.tree.root) as server:
         yield server
 
 
