@@ -35,7 +35,7 @@ from app.client import (
 )
 from app.models.batch import BatchResultV1
 from app.models.v1 import DeleteResultV1
-from tests.live import free_port
+from tests.support.server import free_port
 
 Fault = Literal["503", "close"]
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.observed_server import STOP_TIMEOUT, Server, serve
+from tests.support.server import STOP_TIMEOUT, Server, serve
 
 BODY = json.dumps({"path": "build"}).encode()
 
@@ -47,7 +47,7 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 def in_progress(server: Server) -> float:
     """Requests being served, as the server's own metrics say (this scrape included)."""
-    text = httpx.get(server.url + "/metrics", headers={"Connection": "close"}).text
+    text = httpx.get(server.url("/metrics"), headers={"Connection": "close"}).text
     for family in text_string_to_metric_families(text):
         for found in family.samples:
             if found.name == "stepd_http_requests_in_progress":
@@ -98,7 +98,7 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
 
 def test_sigterm_with_nothing_in_flight_exits_0(tmp_path: Path) -> None:
     with serve(tmp_path) as server:
-        assert httpx.get(server.url + "/healthz").status_code == 200
+        assert httpx.get(server.url("/healthz")).status_code == 200
         assert server.terminate() == 0
     assert "Application shutdown complete." in [line.get("message") for line in server.lines]
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.idempotency.deferred import DeferredStore
 from app.observability.record import RequestRecord, current_record
 from app.sandbox import Root
 from app.settings import Settings
@@ -33,9 +34,15 @@ CurrentRequest = Annotated[RequestRecord, Depends(get_request_record)]
 
 
 def get_staging(request: Request) -> Staging:
-    """The root's staging area (recovered at start-up)."""
+    """The root's staging area (recovered before the first step runs)."""
     staging: Staging = request.app.state.staging
     return staging
+
+
+def get_idempotency(request: Request) -> DeferredStore:
+    """The Idempotency-Key records, opened when first needed."""
+    store: DeferredStore = request.app.state.idempotency
+    return store
 
 
 def get_settings(request: Request) -> Settings:
@@ -46,3 +53,4 @@ def get_settings(request: Request) -> Settings:
 
 RootStaging = Annotated[Staging, Depends(get_staging)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+IdempotencyRecords = Annotated[DeferredStore, Depends(get_idempotency)]

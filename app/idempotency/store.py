@@ -38,8 +38,19 @@ class Claim:
     response: StoredResponse | None = None
 
 
+class StoreUnavailable(Exception):
+    """The store cannot read or keep records now (a full or read-only disk, say); ``code``
+    is the problem to answer: ``no_space``, ``read_only_filesystem`` or ``io_error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class IdempotencyStore(ABC):
-    """Idempotency records. Implementations are safe to call from several threads."""
+    """Idempotency records. Implementations are safe to call from several threads, and
+    raise ``StoreUnavailable`` when their storage fails."""
 
     @abstractmethod
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:

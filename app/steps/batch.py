@@ -74,7 +74,11 @@ def status_of(exc: Exception) -> StepStatus:
 
 
 def run_batch(root: Root, staging: Staging, request: BatchRequest) -> BatchResult:
-    """Run ``request``'s steps in its workspace; see the module doc for the rules."""
+    """Run ``request``'s steps in its workspace; see the module doc for the rules.
+
+    Raises the staging area's error when a killed process's batch cannot be recovered
+    yet: no step runs over a half-done atomic batch."""
+    staging.ready()
     txn = staging.begin() if request.atomic else None
     with staging.lock(exclusive=request.atomic):
         result = _run_locked(root, txn, request)

@@ -17,25 +17,30 @@ directory. ``commit`` and ``purge`` are separate steps so that purging can move 
 background: a directory whose journal has an end record (or has no journal: it is written
 before anything moves and removed only by purging) holds nothing but garbage.
 
-``Staging.recover`` runs before serving: it rolls back every transaction without an end
-record (the process died mid-batch), then purges every transaction directory.
+``Staging.recover`` rolls back every transaction without an end record (the process died
+mid-batch), then purges every transaction directory. ``Staging.ready`` runs it once before
+the first step: at start-up, or, when the filesystem refused then (read-only, full), on
+the next request that tries again. A plain batch needs no new space here (the lock file
+and the journal are only for atomic batches), so deleting still works on a full disk.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from app.sandbox import Entry, Root
-from app.sandbox.errors import CrossDevice, from_os_error
+from app.sandbox.errors import CrossDevice, NoSpace, ReadOnlyFilesystem, from_os_error
 from app.steps.errors import AtomicUnsupported
 from app.steps.workspace import RESERVED_NAME
 
@@ -84,22 +89,84 @@ class Recovery:
 
 
 class Staging:
-    """The root's staging area; one per process, shared by every request."""
+    """The root's staging area; one per process, shared by every request.
+
+    Nothing is created on construction: the area is opened (and made) when first needed,
+    so that a root that is read-only or full at start-up can still be served. ``prepare``
+    recovers what a killed process left; ``ready`` runs it once, before the first step.
+    Until the area exists and is recovered, what needs it answers the filesystem's error
+    (``ReadOnlyFilesystem``, ``NoSpace``...) and the next request tries again.
+    """
 
     def __init__(self, root: Root) -> None:
         self.root = root
-        self._private = root.open_private(RESERVED_NAME)
-        try:
-            trash = self._private.open_subdir(TRASH, create=True)
-            assert trash is not None
-            self.trash = trash
-        except BaseException:
-            self._private.close()
-            raise
+        self._mutex = threading.Lock()
+        self._private: Root | None = None
+        self._trash: Root | None = None
+        self._recovered = False
 
     def close(self) -> None:
-        self.trash.close()
-        self._private.close()
+        with self._mutex:
+            for opened in (self._trash, self._private):
+                if opened is not None:
+                    opened.close()
+            self._trash = self._private = None
+
+    @property
+    def trash(self) -> Root:
+        """The directory of the transactions, created (with the area) if missing."""
+        with self._mutex:
+            if self._trash is None:
+                if self._private is None:
+                    self._private = self.root.open_private(RESERVED_NAME)
+                assert self._private is not None
+                trash = self._private.open_subdir(TRASH, create=True)
+                assert trash is not None
+                self._trash = trash
+            return self._trash
+
+    def prepare(self) -> Recovery:
+        """``ready``, then create the area and its lock file if missing (so that they
+        need no space later); raises ``SandboxError`` when the filesystem does not allow
+        it yet (call it again later)."""
+        recovery = self.ready()
+        fd = self._open_lock(required=True)
+        assert fd is not None
+        os.close(fd)
+        return recovery
+
+    def ready(self) -> Recovery:
+        """Make sure no transaction a killed process left is still unrecovered: recover
+        them once (see ``recover``). Needs no new space when there is nothing to recover.
+        Raises the error that keeps recovery from running; until it succeeds, no step may
+        run."""
+        if self._recovered:
+            return Recovery(0, 0)
+        recovery = Recovery(0, 0)
+        if self._has_trash():
+            with self.lock(exclusive=True):
+                recovery = self.recover()
+        self._recovered = True
+        return recovery
+
+    def _has_trash(self) -> bool:
+        if self._trash is not None:
+            return True
+        private = self.root.open_private(RESERVED_NAME, create=False)
+        if private is None:
+            return False
+        with private:
+            trash = private.open_subdir(TRASH)
+        if trash is None:
+            return False
+        trash.close()
+        return True
+
+    def _area(self) -> Root:
+        """The private directory, with the trash in it, created if missing."""
+        _ = self.trash
+        assert self._private is not None
+        return self._private
 
     @contextmanager
     def lock(self, *, exclusive: bool) -> Iterator[None]:
@@ -108,21 +175,42 @@ class Staging:
         An atomic batch must see no concurrent change, and nobody may see its uncommitted
         moves (a delete answering "absent" for a target that a rollback then restores).
         flock is released by the kernel when a process dies, and works across processes.
+        A shared lock needs no new space: when the lock file is missing and cannot be made
+        (read-only or full filesystem), no atomic batch can hold it either, so a plain
+        batch runs without it.
         """
-        try:
-            fd = os.open(
-                LOCK,
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=self._private.fd,
-            )
-        except OSError as exc:
-            raise from_os_error(exc, "", "open the workspace lock") from None
+        fd = self._open_lock(required=exclusive)
+        if fd is None:
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
         finally:
             os.close(fd)
+
+    def _open_lock(self, *, required: bool) -> int | None:
+        try:
+            private = self._area()
+        except (ReadOnlyFilesystem, NoSpace):
+            if required:
+                raise
+            return None
+        try:
+            return os.open(LOCK, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=private.fd)
+        except OSError as exc:
+            error = from_os_error(exc, "", "open the workspace lock")
+        if isinstance(error, ReadOnlyFilesystem):
+            # flock needs no write access; an existing file can still be locked.
+            try:
+                return os.open(LOCK, os.O_RDONLY | _NOFOLLOW, dir_fd=private.fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                error = from_os_error(exc, "", "open the workspace lock")
+        if required or not isinstance(error, ReadOnlyFilesystem | NoSpace):
+            raise error
+        return None
 
     def begin(self) -> Transaction:
         """A new transaction; its directory is made when it first stages something."""
@@ -206,7 +294,12 @@ class Transaction:
                         move.path,
                         move.workspace,
                     )
-            self._append(txn_dir, {"end": TxnState.ABORTED.value})
+            try:
+                self._append(txn_dir, {"end": TxnState.ABORTED.value})
+            except NoSpace:
+                # Everything that could go back is back; the purge follows. Should the
+                # process die first, recovery finds nothing more to put back.
+                log.warning("staging %s: no space to journal the rollback's end", self.id)
 
     def purge(self) -> None:
         """Free the transaction's directory and everything still in it."""
@@ -260,8 +353,16 @@ class Transaction:
         try:
             fd = os.open(JOURNAL, os.O_WRONLY | os.O_APPEND | _NOFOLLOW, dir_fd=txn_dir.fd)
             try:
-                os.write(fd, line)
-                os.fsync(fd)
+                end = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    if os.write(fd, line) != len(line):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    os.fsync(fd)
+                except OSError:
+                    # A torn record would swallow the next one: cut it off (no space needed).
+                    with suppress(OSError):
+                        os.ftruncate(fd, end)
+                    raise
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -8,8 +8,6 @@ process, and the step's own expressions judge the answer.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 import yaml
 
 from tests.examples.kargo import HttpOutcome, evaluate_config, http_outcome
-from tests.live_server import free_port, running
+from tests.support.server import serve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kargo"
 TOKEN = "kargo-example-test-token"
@@ -41,12 +39,8 @@ def stepd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     root = home / "root"
     root.mkdir()
     (home / "tokens").write_text(f"{TOKEN}\n")
-    port = free_port()
-    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workspace-root", str(root)]
-    env = dict(os.environ, STEPD_AUTH_TOKENS_FILE=str(home / "tokens"))
-    with running(command, env, f"http://127.0.0.1:{port}") as base_url:
-        yield base_url, root
+    with serve(root, env={"STEPD_AUTH_TOKENS_FILE": str(home / "tokens")}) as server:
+        yield server.base_url, root
 
 
 def _promote(

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.system.server import Server
+from tests.support.server import Server, stepd_command
 from tests.system.tree import snapshot
 
 GROUPS, FILES, REQUESTS, WORKERS = 8, 24, 240, 16
@@ -66,7 +66,7 @@ def test_concurrent_overlapping_requests(root_dir: Path) -> None:
     before = snapshot(root_dir / "ws")
     rng = random.Random(7)
     requests = [_request(rng) for _ in range(REQUESTS)]
-    server = Server(root_dir).start()
+    server = Server.start(stepd_command(root_dir))
     try:
         with server.client() as client:
 

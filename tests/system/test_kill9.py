@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.system.server import Server
+from tests.support.server import Server, stepd_command
 from tests.system.tree import build_tree, matches, snapshot, without
 
 RUNS = 20
@@ -65,14 +65,14 @@ def test_kill9_leaves_each_batch_whole(root_dir: Path) -> None:
     print(f"kill -9 test seed: {seed} (STEPD_KILL_SEED={seed} to repeat)")
     rng = random.Random(seed)
     trash = root_dir / ".stepd" / "trash"
-    server = Server(root_dir).start()
+    server = Server.start(stepd_command(root_dir))
     try:
         # Calibrate: how long one such request takes here, warm and not killed.
         for attempt in range(2):
             names = build_tree(root_dir / f"calibrate-{attempt}", DIRS, SUBDIRS, FILES)
             body = _batch(f"calibrate-{attempt}", _targets(names), False)
             started = time.monotonic()
-            answer = httpx.post(server.url + "/steps/batch", json=body, timeout=60)
+            answer = httpx.post(server.url("/steps/batch"), json=body, timeout=60)
             duration = time.monotonic() - started
             assert answer.status_code == 200, answer.text
         outcomes = {"rolled back": 0, "applied": 0, "killed mid-transaction": 0}
@@ -85,12 +85,12 @@ def test_kill9_leaves_each_batch_whole(root_dir: Path) -> None:
             names = build_tree(root_dir / workspace, DIRS, SUBDIRS, FILES)
             targets = _targets(names)
             before = snapshot(root_dir / workspace)
-            answers = _post_in_background(server.url, _batch(workspace, targets, fail))
+            answers = _post_in_background(server.base_url, _batch(workspace, targets, fail))
             time.sleep(rng.uniform(0, duration * 1.2))
             server.kill()
             if os.listdir(trash):
                 outcomes["killed mid-transaction"] += 1
-            server = Server(root_dir).start()
+            server = Server.start(stepd_command(root_dir))
 
             assert os.listdir(trash) == [], f"run {run}: staging area not empty"
             after = snapshot(root_dir / workspace)
