@@ -28,7 +28,7 @@ import pytest
 
 from app.steps.workspace import RESERVED_NAME
 from tests.support.endpoints import DELETE_ENDPOINTS, DeleteEndpoint
-from tests.support.mounts import MountNotPermitted, tmpfs
+from tests.support.mounts import skip_if_not_permitted, tmpfs
 from tests.support.server import Server, serve
 from tests.support.snapshot import Snapshot, changes, snapshot
 
@@ -183,16 +183,13 @@ def tmpfs_site(
     ``target.txt`` and ``tree/a/b.txt``; ``set_up`` finishes the root before the server
     starts. Skips the test where mounting is not permitted."""
     root = make_site(base)
-    try:
-        with tmpfs(root, options):
-            (root / "target.txt").write_text("delete me")
-            (root / "tree" / "a").mkdir(parents=True)
-            (root / "tree" / "a" / "b.txt").write_text("delete me too")
-            set_up(root)
-            with serve_site(base, root) as running:
-                yield running
-    except MountNotPermitted as refused:
-        pytest.skip(f"mounting is not permitted here: {refused}")
+    with skip_if_not_permitted(), tmpfs(root, options):
+        (root / "target.txt").write_text("delete me")
+        (root / "tree" / "a").mkdir(parents=True)
+        (root / "tree" / "a" / "b.txt").write_text("delete me too")
+        set_up(root)
+        with serve_site(base, root) as running:
+            yield running
 
 
 def _fill_up_but_for_state(root: Path) -> None:

@@ -11,14 +11,13 @@ is deleted; a glob walk passes mount points by.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests.faults.conftest import Site, assert_problem
 from tests.support.endpoints import DeleteEndpoint
-from tests.support.mounts import MountNotPermitted, bind_mount, tmpfs
+from tests.support.mounts import bind_mount, skip_if_not_permitted, tmpfs
 
 
 @pytest.fixture
@@ -29,12 +28,11 @@ def mounted(site: Site) -> Iterator[Path]:
         (workspace / "holder" / name).mkdir(parents=True)
     (workspace / "holder" / "file.txt").write_text("beside the mounts")
     (workspace / "other.txt").write_text("no mount here")
-    with ExitStack() as mounts:
-        try:
-            mounts.enter_context(tmpfs(workspace / "holder" / "tmpfs"))
-            mounts.enter_context(bind_mount(site.outside, workspace / "holder" / "bound"))
-        except MountNotPermitted as refused:
-            pytest.skip(f"mounting is not permitted here: {refused}")
+    with (
+        skip_if_not_permitted(),
+        tmpfs(workspace / "holder" / "tmpfs"),
+        bind_mount(site.outside, workspace / "holder" / "bound"),
+    ):
         (workspace / "holder" / "tmpfs" / "data.txt").write_text("on another filesystem")
         yield workspace
 

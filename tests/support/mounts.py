@@ -2,7 +2,7 @@
 
 Where mounting is not permitted (no CAP_SYS_ADMIN, a locked-down container) the context
 managers raise ``MountNotPermitted`` with the reason ``mount`` gave; tests turn that into
-a skip that says why, rather than passing without having tried.
+a skip that says why (``skip_if_not_permitted``), rather than passing without having tried.
 """
 
 from __future__ import annotations
@@ -12,9 +12,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 
 class MountNotPermitted(Exception):
     """``mount`` failed here; the message is its reason."""
+
+
+@contextmanager
+def skip_if_not_permitted() -> Iterator[None]:
+    """Skip the test, saying why, when a mount made in the block is not permitted."""
+    try:
+        yield
+    except MountNotPermitted as refused:
+        pytest.skip(f"mounting is not permitted here: {refused}")
 
 
 def run_mount(*args: str) -> None:
@@ -25,7 +36,8 @@ def run_mount(*args: str) -> None:
 
 
 def remount(target: Path, options: str) -> None:
-    """Change the options of the mount at ``target`` (``ro``, ``rw``...)."""
+    """Change the options of the mount at ``target`` (``ro``, ``rw``...; ``bind,ro`` for
+    the bind mount alone, leaving the filesystem beneath it as it is)."""
     run_mount("-o", f"remount,{options}", str(target))
 
 

@@ -3,7 +3,8 @@
 Two snapshots are equal exactly when nothing in the tree was added, removed or changed.
 Symlinks are recorded as links (never followed) and mount points are listed but not
 entered. The walk goes through directory descriptors without recursion, so trees deeper
-than PATH_MAX can be taken too.
+than PATH_MAX can be taken too. With ``mtimes=True`` every entry also records its
+modification time (last in its tuple), for what must restore times exactly.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ class _Frame:
     subdirs: list[str] = field(default_factory=list)
 
 
-def snapshot(top: Path, *, exclude: tuple[Path, ...] = ()) -> Snapshot:
-    """Every entry beneath ``top`` (``top`` itself as "."), except those under ``exclude``."""
+def snapshot(top: Path, *, exclude: tuple[Path, ...] = (), mtimes: bool = False) -> Snapshot:
+    """Every entry beneath ``top`` (``top`` itself as "."), except those under ``exclude``;
+    with ``mtimes``, each with its modification time (in ns) last."""
     skipped = {os.path.relpath(path, top) for path in exclude}
     top_st = os.lstat(top)
     entries: Snapshot = {".": ("dir", oct(top_st.st_mode))}
+    if mtimes:
+        entries["."] += (str(top_st.st_mtime_ns),)
     frames = [_Frame(os.open(top, _DIR), ".")]
     try:
-        frames[0].subdirs = _record_directory(frames[0], skipped, entries)
+        frames[0].subdirs = _record_directory(frames[0], skipped, entries, mtimes)
         while frames:
             frame = frames[-1]
             if not frame.subdirs:
@@ -42,14 +46,16 @@ def snapshot(top: Path, *, exclude: tuple[Path, ...] = ()) -> Snapshot:
             name = frame.subdirs.pop()
             child = _Frame(os.open(name, _DIR, dir_fd=frame.fd), _join(frame.rel, name))
             frames.append(child)
-            child.subdirs = _record_directory(child, skipped, entries)
+            child.subdirs = _record_directory(child, skipped, entries, mtimes)
     finally:
         for frame in frames:
             os.close(frame.fd)
     return entries
 
 
-def _record_directory(frame: _Frame, skipped: set[str], entries: Snapshot) -> list[str]:
+def _record_directory(
+    frame: _Frame, skipped: set[str], entries: Snapshot, mtimes: bool
+) -> list[str]:
     """Record every entry of ``frame``'s directory; return the subdirectories to enter."""
     subdirs = []
     for name in sorted(os.listdir(frame.fd)):
@@ -57,16 +63,18 @@ def _record_directory(frame: _Frame, skipped: set[str], entries: Snapshot) -> li
         if rel in skipped:
             continue
         st = os.stat(name, dir_fd=frame.fd, follow_symlinks=False)
+        entry: tuple[str, ...]
         if stat.S_ISDIR(st.st_mode):
-            entries[rel] = ("dir", oct(st.st_mode))
+            entry = ("dir", oct(st.st_mode))
             if not _is_mount_point(frame.fd, name, st):
                 subdirs.append(name)
         elif stat.S_ISLNK(st.st_mode):
-            entries[rel] = ("link", os.readlink(name, dir_fd=frame.fd))
+            entry = ("link", os.readlink(name, dir_fd=frame.fd))
         elif stat.S_ISREG(st.st_mode):
-            entries[rel] = ("file", oct(st.st_mode), str(st.st_size), _digest(frame.fd, name))
+            entry = ("file", oct(st.st_mode), str(st.st_size), _digest(frame.fd, name))
         else:
-            entries[rel] = ("other", oct(st.st_mode), str(st.st_rdev))
+            entry = ("other", oct(st.st_mode), str(st.st_rdev))
+        entries[rel] = (*entry, str(st.st_mtime_ns)) if mtimes else entry
     return subdirs
 
 
@@ -106,3 +114,31 @@ def changes(before: Snapshot, after: Snapshot) -> list[str]:
         if before[name] != after[name]
     ]
     return lines
+
+
+# In an expected snapshot, an mtime that any value matches.
+ANY_MTIME = "any"
+
+
+def without(before: Snapshot, removed: list[str]) -> Snapshot:
+    """``before`` (taken with ``mtimes``) once ``removed`` entries and all they held are
+    gone: the mtimes of directories that lost a child may then be anything."""
+    kept = {
+        path: entry
+        for path, entry in before.items()
+        if not any(path == r or path.startswith(r + "/") for r in removed)
+    }
+    for r in removed:
+        parent = r.rpartition("/")[0] or "."
+        kept[parent] = (*kept[parent][:-1], ANY_MTIME)
+    return kept
+
+
+def matches(actual: Snapshot, expected: Snapshot) -> bool:
+    """Equal (both taken with ``mtimes``), except where ``expected`` holds ``ANY_MTIME``."""
+    if actual.keys() != expected.keys():
+        return False
+    return all(
+        actual[path] == entry or (entry[-1] == ANY_MTIME and actual[path][:-1] == entry[:-1])
+        for path, entry in expected.items()
+    )

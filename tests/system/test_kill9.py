@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 
 from tests.support.server import Server, stepd_command
-from tests.system.tree import build_tree, matches, snapshot, without
+from tests.support.snapshot import matches, snapshot, without
+from tests.support.trees import build_tree
 
 RUNS = 20
 # Kills that must land mid-transaction for the test to prove anything, and the most runs
@@ -84,7 +85,7 @@ def test_kill9_leaves_each_batch_whole(root_dir: Path) -> None:
             workspace = f"run-{run}"
             names = build_tree(root_dir / workspace, DIRS, SUBDIRS, FILES)
             targets = _targets(names)
-            before = snapshot(root_dir / workspace)
+            before = snapshot(root_dir / workspace, mtimes=True)
             answers = _post_in_background(server.base_url, _batch(workspace, targets, fail))
             time.sleep(rng.uniform(0, duration * 1.2))
             server.kill()
@@ -93,7 +94,7 @@ def test_kill9_leaves_each_batch_whole(root_dir: Path) -> None:
             server = Server.start(stepd_command(root_dir))
 
             assert os.listdir(trash) == [], f"run {run}: staging area not empty"
-            after = snapshot(root_dir / workspace)
+            after = snapshot(root_dir / workspace, mtimes=True)
             if after == before:
                 outcomes["rolled back"] += 1
             else:
