@@ -7,32 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.problems import CATALOG, MEDIA_TYPE, TYPE_PREFIX
+from app.api.problems import CATALOG
 from app.main import create_app
 from app.settings import Settings
 from tests.support.mounts import bind_mount, remount, skip_if_not_permitted
+from tests.support.problems import assert_problem
 from tests.support.snapshot import snapshot
 
 DELETE = "/steps/delete"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Check the RFC 9457 shape and return the body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == MEDIA_TYPE
-    body: dict[str, Any] = response.json()
-    assert body["type"] == TYPE_PREFIX + code
-    assert body["title"] == CATALOG[code].title
-    assert body["status"] == status
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    assert "Traceback" not in response.text
-    return body
 
 
 class TestInvalidRequest:

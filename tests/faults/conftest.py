@@ -139,15 +139,6 @@ def endpoint(request: pytest.FixtureRequest) -> DeleteEndpoint:
     return endpoint
 
 
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """``response`` is the problem ``code`` with ``status``; returns its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
-
-
 def degraded_start_lines(site: Site) -> list[dict[str, Any]]:
     """The server's log records saying it started degraded."""
     return [r for r in site.server.lines if str(r.get("message")).startswith("degraded start")]

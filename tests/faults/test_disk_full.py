@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import Site, assert_problem, degraded_start_lines, fill_up
+from tests.faults.conftest import Site, degraded_start_lines, fill_up
 from tests.support.endpoints import DELETE_ENDPOINTS, DeleteEndpoint
+from tests.support.problems import assert_problem
 
 BATCH = next(endpoint for endpoint in DELETE_ENDPOINTS if endpoint.url == "/steps/batch")
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Site, assert_problem
+from tests.faults.conftest import Site
 from tests.support.endpoints import DeleteEndpoint
 from tests.support.mounts import bind_mount, skip_if_not_permitted, tmpfs
+from tests.support.problems import assert_problem
 
 
 @pytest.fixture

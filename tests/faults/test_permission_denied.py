@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Site, assert_problem
+from tests.faults.conftest import Site
 from tests.support.endpoints import DeleteEndpoint
+from tests.support.problems import assert_problem
 
 
 @contextmanager

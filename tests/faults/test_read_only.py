@@ -21,12 +21,12 @@ from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
 from tests.faults.conftest import (
     Site,
-    assert_problem,
     degraded_start_lines,
     tmpfs_site,
 )
 from tests.support.endpoints import DeleteEndpoint
 from tests.support.mounts import remount
+from tests.support.problems import assert_problem
 
 
 @pytest.fixture
