@@ -20,14 +20,17 @@ def api_version_tag(body: Any) -> Any:
     return getattr(body, "apiVersion", v1.API_VERSION)
 
 
+# What selects a member of a versioned union (delete requests, batch requests).
+VERSION_DISCRIMINATOR = Discriminator(
+    api_version_tag,
+    custom_error_type="unsupported_api_version",
+    custom_error_message=f"apiVersion must be one of: {', '.join(SUPPORTED_VERSIONS)}",
+)
+
 DeleteRequest = Annotated[
     Annotated[DeleteRequestV1, Tag(v1.API_VERSION)]
     | Annotated[DeleteRequestV1Alpha1, Tag(v1alpha1.API_VERSION)],
-    Discriminator(
-        api_version_tag,
-        custom_error_type="unsupported_api_version",
-        custom_error_message=f"apiVersion must be one of: {', '.join(SUPPORTED_VERSIONS)}",
-    ),
+    VERSION_DISCRIMINATOR,
 ]
 
 DeleteResult = DeleteResultV1 | DeleteResultV1Alpha1

@@ -43,6 +43,20 @@ def identity(fd: int) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def lstat_at(dir_fd: int, name: str, path: str) -> os.stat_result | None:
+    """``name`` in the directory open at ``dir_fd``, not followed if it is a symlink; None
+    when it does not exist (or its parent is no longer a directory).
+
+    Any other failure raises the ``SandboxError`` for ``path``.
+    """
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise from_os_error(exc, path, "inspect") from None
+
+
 def reopen_parent(child_fd: int, parent: tuple[int, int], path: str) -> int:
     """Open the parent of the directory at ``child_fd`` through ``..``.
 
@@ -118,10 +132,5 @@ class DirOpener:
 
     @staticmethod
     def _is_symlink(dir_fd: int, name: str, path: str) -> bool:
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as exc:
-            raise from_os_error(exc, path, "inspect") from None
-        return stat.S_ISLNK(st.st_mode)
+        st = lstat_at(dir_fd, name, path)
+        return st is not None and stat.S_ISLNK(st.st_mode)

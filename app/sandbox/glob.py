@@ -25,6 +25,7 @@ from app.sandbox.fd import (
     IsSymlink,
     Missing,
     identity,
+    lstat_at,
     reopen_parent,
 )
 from app.sandbox.paths import Parts, check_length, join, split
@@ -181,12 +182,9 @@ class _Walk:
         if isinstance(segment, _Literal):
             if not frame.rel and segment.name in self.reserved:
                 return []
-            try:
-                st = os.stat(segment.name, dir_fd=frame.fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(frame.fd, segment.name, join((*frame.rel, segment.name)))
+            if st is None:
                 return []
-            except OSError as exc:
-                raise from_os_error(exc, join((*frame.rel, segment.name)), "inspect") from None
             return [(segment.name, stat.S_ISDIR(st.st_mode))]
         assert isinstance(segment, _Wild)
         return [(name, is_dir) for name, is_dir in self._listing(frame) if segment.matches(name)]

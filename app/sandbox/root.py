@@ -40,6 +40,7 @@ from app.sandbox.fd import (
     IsSymlink,
     Missing,
     identity,
+    lstat_at,
     reopen_parent,
 )
 from app.sandbox.openat2 import openat2, probe
@@ -248,12 +249,9 @@ class Root:
         parent_fd, real_parent = located
         try:
             leaf = self._leaf(parts, real_parent)
-            try:
-                st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(parent_fd, leaf, path)
+            if st is None:
                 return None
-            except OSError as exc:
-                raise from_os_error(exc, path, "inspect") from None
             kind = _kind(st.st_mode)
             self._check_mounts(parent_fd, leaf, path)
             parent = os.fstat(parent_fd)
@@ -298,12 +296,9 @@ class Root:
         # Each pass re-inspects the leaf: it may be swapped (file <-> directory <-> symlink)
         # between our stat and our unlink; three passes bound a hostile flip-flop.
         for _ in range(3):
-            try:
-                st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(parent_fd, leaf, path)
+            if st is None:
                 return False
-            except OSError as exc:
-                raise from_os_error(exc, path, "inspect") from None
             self._check_mounts(parent_fd, leaf, path)
             try:
                 if stat.S_ISDIR(st.st_mode):
