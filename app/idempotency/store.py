@@ -1,8 +1,9 @@
 """Where the responses to requests with an Idempotency-Key are kept, behind a small
 interface so that a store shared by several replicas can replace the SQLite one.
 
-Records are keyed by (caller, key): ``caller`` names who sent the request ("anonymous"
-until requests carry identities), so that two callers' keys never collide. A record is
+Records are keyed by (caller, key): ``caller`` names who sent the request (the bearer
+token's identity, "anonymous" without authentication), so that two callers' keys never
+collide. A record is
 first *in flight* (claimed by the request running now), then *complete* (holds the
 response to replay) until it expires.
 """

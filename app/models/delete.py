@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import Discriminator, Tag
 
 from app.models import v1, v1alpha1
 from app.models.v1 import DeleteRequestV1, DeleteResultV1
@@ -39,10 +39,6 @@ _RESULTS: dict[str, type[DeleteResultV1] | type[DeleteResultV1Alpha1]] = {
     v1.API_VERSION: DeleteResultV1,
     v1alpha1.API_VERSION: DeleteResultV1Alpha1,
 }
-
-delete_request_adapter: TypeAdapter[DeleteRequestV1 | DeleteRequestV1Alpha1] = TypeAdapter(
-    DeleteRequest
-)
 
 
 def delete_result(api_version: str, deleted: list[str], absent: list[str]) -> DeleteResult:

@@ -109,10 +109,6 @@ class Root:
         """The directory descriptor (borrowed: do not close it)."""
         return self._fd
 
-    @property
-    def uses_openat2(self) -> bool:
-        return self._opener.use_openat2
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
