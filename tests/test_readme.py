@@ -68,3 +68,12 @@ def test_the_settings_table_gives_each_default() -> None:
         text = _CODE.findall(default)[0]
         expected = COMPUTED_DEFAULTS.get(name, field.default)
         assert TypeAdapter(field.annotation).validate_python(text) == expected, (name, text)
+
+
+def test_the_layout_names_every_module_and_package_of_app() -> None:
+    text = README.read_text()
+    layout = text[text.index("## Layout") : text.index("Arrows point one way")]
+    app = README.parent / "app"
+    names = {path.name for path in app.rglob("*.py") if path.name != "__init__.py"}
+    names |= {f"{path.name}/" for path in app.rglob("*") if (path / "__init__.py").is_file()}
+    assert {name for name in names if name not in layout} == set()
