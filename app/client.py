@@ -2,20 +2,27 @@
 
 Each call is one logical operation: it carries an ``Idempotency-Key`` (a uuid4, or the
 caller's) that stays the same on every retry, so the server can recognise a repeat. A
-transport error or a 5xx answer is retried with capped, fully jittered exponential backoff
-(``RetryPolicy``); anything else is final. Results are the API's models (``app.models``);
+transport error, a 5xx answer, or a 409 ``idempotency_key_in_flight`` (an earlier attempt
+whose answer was lost is still running) is retried with capped, fully jittered exponential
+backoff (``RetryPolicy``); anything else is final. Results are the API's models (``app.models``);
 errors are typed from the problem+json body::
 
     StepdError                 everything this client raises
     ├── StepdConnectionError   the transport failed on every attempt
     ├── UnexpectedResponse     an answer that is neither the result nor a problem
     └── ProblemError           a problem+json answer: code, status, detail, problem
-        ├── InvalidRequest       invalid_request
+        ├── InvalidRequest       invalid_request, unsupported_media_type, payload_too_large,
+        │                        request_timeout, invalid_idempotency_key,
+        │                        idempotency_key_reused
+        ├── Unauthorized         unauthorized
+        ├── Conflict             idempotency_key_in_flight (retried first)
         ├── InvalidPath          invalid_path, path_outside_workspace, invalid_glob,
-        │                        symlink_loop, name_too_long
+        │                        symlink_loop, name_too_long, path_too_long,
+        │                        too_many_segments
         ├── NotFound             not_found
         ├── FilesystemFailure    permission_denied, read_only_filesystem, busy, no_space,
-        │                        too_many_open_files, io_error
+        │                        too_many_open_files, io_error, atomic_unsupported,
+        │                        cross_device
         ├── Unavailable          not_ready
         ├── UnsupportedOperation route_not_found, method_not_allowed, http_error
         └── InternalError        internal
@@ -45,6 +52,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from app.models.batch import BatchResultV1
 from app.models.v1 import DeleteRequestV1, DeleteResultV1
 
 log = logging.getLogger(__name__)
@@ -97,6 +105,10 @@ class InvalidPath(ProblemError):
 
 class NotFound(ProblemError):
     """Strict mode, and something matched nothing; ``problem["missing"]`` lists it."""
+
+
+IN_FLIGHT_STATUS = 409
+IN_FLIGHT_CODE = "idempotency_key_in_flight"
 
 
 class Conflict(ProblemError):
@@ -174,21 +186,9 @@ class BatchRequest(BaseModel):
     steps: list[BatchStep]
 
 
-class BatchResult(BaseModel):
-    """The outcome of a batch that did not fail; each step's outcome is in ``steps``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    apiVersion: str
-    kind: Literal["BatchResult"] = "BatchResult"
-    status: str
-    rolledBack: bool
-    steps: list[dict[str, Any]]
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a call is retried after a transport error or a 5xx answer.
+    """How a call is retried after a transport error, a 5xx, or a key still in flight.
 
     ``attempts`` counts every try (1: never retry). The n-th retry waits a random time in
     ``[0, min(max_backoff, backoff * 2**(n-1))]`` seconds ("full jitter").
@@ -207,15 +207,22 @@ class RetryPolicy:
         return {
             "stop": stop_after_attempt(self.attempts),
             "wait": wait_random_exponential(multiplier=self.backoff, max=self.max_backoff),
-            "retry": retry_if_exception_type(httpx.TransportError)
-            | retry_if_result(_is_server_error),
+            "retry": retry_if_exception_type(httpx.TransportError) | retry_if_result(is_retryable),
             "before_sleep": before_sleep_log(log, logging.WARNING),
             "retry_error_callback": _last_outcome,
         }
 
 
-def _is_server_error(response: httpx.Response) -> bool:
-    return response.is_server_error
+def is_retryable(response: httpx.Response) -> bool:
+    """Whether an answer calls for another attempt with the same Idempotency-Key."""
+    if response.is_server_error:
+        return True
+    if response.status_code != IN_FLIGHT_STATUS:
+        return False
+    try:
+        return bool(response.json().get("code") == IN_FLIGHT_CODE)
+    except ValueError:
+        return False
 
 
 def _last_outcome(state: RetryCallState) -> httpx.Response:
@@ -313,11 +320,11 @@ class StepdClient:
         workspace: str | None = None,
         atomic: bool = False,
         idempotency_key: str | None = None,
-    ) -> BatchResult:
+    ) -> BatchResultV1:
         """Run ``steps`` in order in one workspace (all undone on failure if ``atomic``)."""
         body = _batch_body(steps, workspace, atomic)
         response = self._post("/steps/batch", body, idempotency_key)
-        return result_of(response, BatchResult)
+        return result_of(response, BatchResultV1)
 
     def _post(self, path: str, body: dict[str, Any], key: str | None) -> httpx.Response:
         headers = self._settings.call_headers(key)
@@ -380,11 +387,11 @@ class AsyncStepdClient:
         workspace: str | None = None,
         atomic: bool = False,
         idempotency_key: str | None = None,
-    ) -> BatchResult:
+    ) -> BatchResultV1:
         """Run ``steps`` in order in one workspace (all undone on failure if ``atomic``)."""
         body = _batch_body(steps, workspace, atomic)
         response = await self._post("/steps/batch", body, idempotency_key)
-        return result_of(response, BatchResult)
+        return result_of(response, BatchResultV1)
 
     async def _post(self, path: str, body: dict[str, Any], key: str | None) -> httpx.Response:
         headers = self._settings.call_headers(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from app.api.idempotency import IdempotencyMiddleware
 from app.api.limits import LimitsMiddleware
 from app.api.routes import docs, health, metrics, steps
 from app.api.tokens import TokenFile
+from app.idempotency.deferred import DeferredStore
 from app.idempotency.sqlite import SQLiteStore
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
@@ -25,6 +27,8 @@ from app.settings import Settings, check_workspace_root, state_dir
 from app.steps.purger import Purger
 from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_DB = "idempotency.sqlite3"
 IDEMPOTENT_PATHS = ("/steps/delete", "/steps/batch")
@@ -57,33 +61,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with Root.open(root_path, reserved=RESERVED) as root:
             staging = Staging(root)
-            try:
-                purger = Purger(
-                    staging,
-                    background=settings.purge == "background",
-                    slice_seconds=settings.purge_slice,
-                    pause_seconds=settings.purge_pause,
-                    activity=app.state.metrics.activity,
-                )
-                # Before serving: undo what a killed process left half done.
-                with staging.lock(exclusive=True):
-                    staging.recover(purge=not purger.background)
-                store = SQLiteStore(
+            purger = Purger(
+                staging,
+                background=settings.purge == "background",
+                slice_seconds=settings.purge_slice,
+                pause_seconds=settings.purge_pause,
+                activity=app.state.metrics.activity,
+            )
+            store = DeferredStore(
+                lambda: SQLiteStore(
                     state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
                 )
-                store.release_stale()
+            )
+            try:
                 app.state.root = root
                 app.state.staging = staging
                 app.state.idempotency = store
                 app.state.purger = purger
                 app.state.metrics.watch_purge_backlog(purger.backlog)
-                purger.start()  # what a killed process left in the trash, too
+                # Started first: recovery hands it what a killed process left in the trash.
+                purger.start()
                 try:
+                    _prepare(staging, store)
                     yield
                 finally:
                     purger.stop()
-                    store.close()
             finally:
+                store.close()
                 staging.close()
 
     app = _App(
@@ -113,6 +117,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(AuthMiddleware, tokens=tokens, metrics_auth=settings.metrics_auth)
     return app
+
+
+def _prepare(staging: Staging, store: DeferredStore) -> None:
+    """Before serving: undo what a killed process left half done, and open the state.
+
+    A root that is read-only or full must not keep the service from starting (deleting is
+    how a full disk gets space back): what cannot be done now is logged in one line,
+    ``/readyz`` says why, and the requests that need it try again until it works.
+    """
+    if missing := health.missing_state(staging, store):
+        log.error("degraded start: %s; see /readyz, retried until it works", "; ".join(missing))
 
 
 class _App(FastAPI):

@@ -138,7 +138,5 @@ def check_tls(settings: Settings) -> None:
 
 
 def state_dir(settings: Settings, root: Path) -> Path:
-    """The state directory, created (mode 0700) if missing; ``root`` is the resolved root."""
-    path = settings.state_dir or root / ".stepd" / "state"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    """The state directory (its store creates it); ``root`` is the resolved root."""
+    return settings.state_dir or root / ".stepd" / "state"

@@ -12,7 +12,7 @@ from app.main import create_app
 from app.sandbox import Root
 from app.settings import Settings
 from app.steps.workspace import RESERVED
-from tests.live import serve
+from tests.support.server import serve
 
 
 @pytest.fixture
@@ -43,5 +43,5 @@ def client(root_dir: Path) -> Iterator[TestClient]:
 @pytest.fixture
 def live_server(root_dir: Path) -> Iterator[str]:
     """A real ``python -m app serve`` over ``root_dir``; yields its base URL."""
-    with serve(root_dir) as base_url:
-        yield base_url
+    with serve(root_dir) as server:
+        yield server.base_url

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import running_server, serve_command
+from tests.support.server import SERVE, clean_environment, running
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m app serve`` expecting it to refuse (a timeout means it served)."""
     return subprocess.run(
-        serve_command(*args),
+        [*SERVE, *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -69,7 +69,9 @@ def test_host_port_and_root_come_from_the_environment(root_dir: Path) -> None:
         "STEPD_PORT": "0",
         "STEPD_WORKSPACE_ROOT": str(root_dir),
     }
-    with running_server([], env=env) as base:
-        response = httpx.post(f"{base}/steps/delete", json={"path": "from-env"}, timeout=10)
+    with running(SERVE, env=clean_environment(env)) as server:
+        response = httpx.post(
+            f"{server.base_url}/steps/delete", json={"path": "from-env"}, timeout=10
+        )
         assert response.json()["deleted"] == ["from-env"]
     assert not (root_dir / "from-env").exists()

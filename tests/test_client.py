@@ -22,6 +22,7 @@ from app.api.problems import CATALOG, problem_example
 from app.client import (
     FAMILIES,
     AsyncStepdClient,
+    BatchStep,
     InvalidPath,
     NotFound,
     ProblemError,
@@ -30,9 +31,11 @@ from app.client import (
     StepdConnectionError,
     StepdError,
     Unavailable,
+    is_retryable,
 )
+from app.models.batch import BatchResultV1
 from app.models.v1 import DeleteResultV1
-from tests.live import free_port
+from tests.support.server import free_port
 
 Fault = Literal["503", "close"]
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
@@ -230,3 +233,51 @@ def test_every_problem_code_has_a_typed_error() -> None:
 def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable"),
+    [
+        (503, {"code": "not_ready"}, True),
+        (500, {"code": "internal"}, True),
+        (409, {"code": "idempotency_key_in_flight"}, True),
+        (409, {"code": "busy"}, False),
+        (404, {"code": "not_found"}, False),
+        (409, None, False),
+    ],
+)
+def test_what_is_retried(status: int, body: dict[str, str] | None, retryable: bool) -> None:
+    response = httpx.Response(status, json=body) if body else httpx.Response(status)
+    assert is_retryable(response) is retryable
+
+
+def test_batch_returns_the_result_model(live_server: str, root_dir: Path) -> None:
+    (root_dir / "promo-7" / "out").mkdir(parents=True)
+    steps = [
+        BatchStep(uses="delete", as_="clean-out", config={"path": "out"}),
+        BatchStep(uses="delete", config={"paths": ["gone"]}),
+    ]
+    with StepdClient(live_server) as client:
+        result = client.batch(steps, workspace="promo-7", atomic=True)
+    assert isinstance(result, BatchResultV1)
+    assert [(step.alias, step.status, step.deleted, step.absent) for step in result.steps] == [
+        ("clean-out", "Succeeded", ["out"], []),
+        ("step-1", "Succeeded", [], ["gone"]),
+    ]
+    assert not (root_dir / "promo-7" / "out").exists()
+
+
+def test_a_failed_atomic_batch_raises_with_every_step_and_rolls_back(
+    live_server: str, root_dir: Path
+) -> None:
+    (root_dir / "promo-8" / "out").mkdir(parents=True)
+    steps = [
+        BatchStep(uses="delete", config={"path": "out"}),
+        BatchStep(uses="delete", as_="must-exist", config={"path": "gone", "strict": True}),
+    ]
+    with StepdClient(live_server) as client, pytest.raises(NotFound) as raised:
+        client.batch(steps, workspace="promo-8", atomic=True)
+    problem = raised.value.problem
+    assert (problem["failedStep"], problem["rolledBack"]) == ("must-exist", True)
+    assert [step["status"] for step in problem["steps"]] == ["Succeeded", "Failed"]
+    assert (root_dir / "promo-8" / "out").is_dir()

@@ -9,7 +9,7 @@ import pytest
 
 from app.cli import main
 from app.settings import Settings, check_exposure, is_loopback
-from tests.serving import serve
+from tests.support.server import serve
 
 
 @pytest.mark.parametrize(
@@ -39,9 +39,9 @@ def test_a_non_loopback_host_with_tokens_needs_no_permission(tmp_path: Path) -> 
     assert check_exposure(settings) is None
 
 
-def test_allowing_unauthenticated_serves_and_warns(root_dir: Path, tmp_path: Path) -> None:
+def test_allowing_unauthenticated_serves_and_warns(root_dir: Path) -> None:
     env = {"STEPD_ALLOW_UNAUTHENTICATED": "true"}
-    with serve(root_dir, tmp_path / "log", env, host="0.0.0.0") as server:
+    with serve(root_dir, env=env, host="0.0.0.0") as server:
         assert httpx.get(server.url("/healthz")).status_code == 200
         assert "serving '0.0.0.0' without authentication" in server.output()
 

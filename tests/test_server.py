@@ -6,12 +6,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.server import running_server
+from tests.support.server import serve
 
 
 def test_the_acceptance_examples_against_a_real_server(root_dir: Path) -> None:
-    args = ["--host", "127.0.0.1", "--port", "0", "--workspace-root", str(root_dir)]
-    with running_server(args) as base:
+    with serve(root_dir) as server:
+        base = server.base_url
         absent = httpx.post(f"{base}/steps/delete", json={"path": "gone"}, timeout=10)
         assert absent.status_code == 200
         assert absent.json() == {

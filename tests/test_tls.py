@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from app.cli import main
-from tests.serving import Server, serve
+from tests.support.server import Server, serve
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def https(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
     cert.private_key_pem.write_to_path(str(base / "key.pem"))
     args = ["--tls-cert-file", str(base / "cert.pem"), "--tls-key-file", str(base / "key.pem")]
-    with serve(base / "root", base / "log", args=args) as server:
+    with serve(base / "root", *args) as server:
         yield server
 
 

@@ -10,10 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.idempotency.deferred import DeferredStore
 from app.observability.record import RequestRecord, current_record
 from app.sandbox import Root
 from app.settings import Settings
 from app.steps.purger import Purger
+from app.steps.staging import Staging
 
 
 async def get_root(request: Request) -> Root:
@@ -36,10 +38,22 @@ async def get_request_record() -> RequestRecord:
 CurrentRequest = Annotated[RequestRecord, Depends(get_request_record)]
 
 
+async def get_staging(request: Request) -> Staging:
+    """The root's staging area (recovered before the first step runs)."""
+    staging: Staging = request.app.state.staging
+    return staging
+
+
 async def get_purger(request: Request) -> Purger:
-    """The purger of the root's trash (started at start-up)."""
+    """The purger of the root's trash (started once the trash exists)."""
     purger: Purger = request.app.state.purger
     return purger
+
+
+async def get_idempotency(request: Request) -> DeferredStore:
+    """The Idempotency-Key records, opened when first needed."""
+    store: DeferredStore = request.app.state.idempotency
+    return store
 
 
 async def get_settings(request: Request) -> Settings:
@@ -48,5 +62,7 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+RootStaging = Annotated[Staging, Depends(get_staging)]
 TrashPurger = Annotated[Purger, Depends(get_purger)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+IdempotencyRecords = Annotated[DeferredStore, Depends(get_idempotency)]

@@ -5,13 +5,18 @@ type, body) is kept; the same key with the same request answers that response ag
 without running, with ``Idempotent-Replayed: true``. Same key, other request: 422
 ``idempotency_key_reused``; while the first still runs: 409 ``idempotency_key_in_flight``;
 a malformed key: 400 ``invalid_idempotency_key``. Server errors (5xx) are not kept: the
-claim is released so that a retry runs again. A middleware rather than a dependency, so
+claim is released so that a retry runs again. When the store cannot keep the claim (a
+full or read-only state directory), the request does not run and answers the store's
+problem (507 ``no_space``, 409 ``read_only_filesystem``, 503 ``io_error``); requests
+without a key never touch the store. A middleware rather than a dependency, so
 that every answer is covered, request validation errors included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
 
 from anyio import to_thread
 from starlette.responses import Response
@@ -20,7 +25,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.auth import caller_in
 from app.api.problems import problem_response
 from app.idempotency.key import InvalidKey, parse_key
-from app.idempotency.store import ClaimOutcome, IdempotencyStore, StoredResponse, fingerprint
+from app.idempotency.store import (
+    ClaimOutcome,
+    IdempotencyStore,
+    StoredResponse,
+    StoreUnavailable,
+    fingerprint,
+)
+
+log = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
 REPLAYED = "Idempotent-Replayed"
@@ -50,9 +63,14 @@ class IdempotencyMiddleware:
         body = await _read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
         caller = caller_in(scope)
-        claim = await to_thread.run_sync(
-            store.claim, caller, key, fingerprint(scope["method"], scope["path"], body)
-        )
+        try:
+            claim = await to_thread.run_sync(
+                store.claim, caller, key, fingerprint(scope["method"], scope["path"], body)
+            )
+        except StoreUnavailable as exc:
+            # Without the record the request could not be replayed: do not run it.
+            await problem_response(exc.code, exc.message)(scope, receive, send)
+            return
         if claim.outcome is ClaimOutcome.NEW:
             await self._run(scope, body, receive, send, store, caller, key)
             return
@@ -112,13 +130,25 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, receive_body, capture)
         except BaseException:
-            await to_thread.run_sync(store.release, caller, key)
+            await _settle(store.release, caller, key)
             raise
         if status >= 500:
-            await to_thread.run_sync(store.release, caller, key)
-        else:
-            stored = StoredResponse(status, content_type, b"".join(chunks))
-            await to_thread.run_sync(store.complete, caller, key, stored)
+            await _settle(store.release, caller, key)
+        elif not await _settle(
+            store.complete, caller, key, StoredResponse(status, content_type, b"".join(chunks))
+        ):
+            # The answer is sent; without its record a retry would wait for ever.
+            await _settle(store.release, caller, key)
+
+
+async def _settle(action: Callable[..., None], *args: Any) -> bool:
+    """Run a store ``action`` after the response went out; a failure can only be logged."""
+    try:
+        await to_thread.run_sync(action, *args)
+    except StoreUnavailable as exc:
+        log.error("idempotency record not updated (%s): %s", action.__name__, exc.message)
+        return False
+    return True
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,8 +1,9 @@
 """Where the responses to requests with an Idempotency-Key are kept, behind a small
 interface so that a store shared by several replicas can replace the SQLite one.
 
-Records are keyed by (caller, key): ``caller`` names who sent the request ("anonymous"
-until requests carry identities), so that two callers' keys never collide. A record is
+Records are keyed by (caller, key): ``caller`` names who sent the request (the bearer
+token's identity, "anonymous" without authentication), so that two callers' keys never
+collide. A record is
 first *in flight* (claimed by the request running now), then *complete* (holds the
 response to replay) until it expires.
 """
@@ -38,8 +39,19 @@ class Claim:
     response: StoredResponse | None = None
 
 
+class StoreUnavailable(Exception):
+    """The store cannot read or keep records now (a full or read-only disk, say); ``code``
+    is the problem to answer: ``no_space``, ``read_only_filesystem`` or ``io_error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class IdempotencyStore(ABC):
-    """Idempotency records. Implementations are safe to call from several threads."""
+    """Idempotency records. Implementations are safe to call from several threads, and
+    raise ``StoreUnavailable`` when their storage fails."""
 
     @abstractmethod
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:

@@ -23,7 +23,7 @@ from pydantic import (
 
 from app.models import internal, v1, v1alpha1
 from app.models.common import WorkspaceName
-from app.models.delete import SUPPORTED_VERSIONS, api_version_tag
+from app.models.delete import VERSION_DISCRIMINATOR
 from app.steps.registry import KINDS, StepKind
 
 STEP_ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -151,11 +151,7 @@ else:
     BatchRequest = Annotated[
         Annotated[BatchRequestV1, Tag(v1.API_VERSION)]
         | Annotated[BatchRequestV1Alpha1, Tag(v1alpha1.API_VERSION)],
-        Discriminator(
-            api_version_tag,
-            custom_error_type="unsupported_api_version",
-            custom_error_message=f"apiVersion must be one of: {', '.join(SUPPORTED_VERSIONS)}",
-        ),
+        VERSION_DISCRIMINATOR,
     ]
 
 

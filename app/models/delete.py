@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import Discriminator, Tag
 
 from app.models import v1, v1alpha1
 from app.models.v1 import DeleteRequestV1, DeleteResultV1
@@ -20,14 +20,17 @@ def api_version_tag(body: Any) -> Any:
     return getattr(body, "apiVersion", v1.API_VERSION)
 
 
+# What selects a member of a versioned union (delete requests, batch requests).
+VERSION_DISCRIMINATOR = Discriminator(
+    api_version_tag,
+    custom_error_type="unsupported_api_version",
+    custom_error_message=f"apiVersion must be one of: {', '.join(SUPPORTED_VERSIONS)}",
+)
+
 DeleteRequest = Annotated[
     Annotated[DeleteRequestV1, Tag(v1.API_VERSION)]
     | Annotated[DeleteRequestV1Alpha1, Tag(v1alpha1.API_VERSION)],
-    Discriminator(
-        api_version_tag,
-        custom_error_type="unsupported_api_version",
-        custom_error_message=f"apiVersion must be one of: {', '.join(SUPPORTED_VERSIONS)}",
-    ),
+    VERSION_DISCRIMINATOR,
 ]
 
 DeleteResult = DeleteResultV1 | DeleteResultV1Alpha1
@@ -36,10 +39,6 @@ _RESULTS: dict[str, type[DeleteResultV1] | type[DeleteResultV1Alpha1]] = {
     v1.API_VERSION: DeleteResultV1,
     v1alpha1.API_VERSION: DeleteResultV1Alpha1,
 }
-
-delete_request_adapter: TypeAdapter[DeleteRequestV1 | DeleteRequestV1Alpha1] = TypeAdapter(
-    DeleteRequest
-)
 
 
 def delete_result(api_version: str, deleted: list[str], absent: list[str]) -> DeleteResult:

@@ -21,7 +21,7 @@ _current: ContextVar[RequestRecord | None] = ContextVar("stepd_request_record", 
 
 @dataclass
 class RequestRecord:
-    """What one request did; also the ``DeleteObserver`` of the step it runs."""
+    """What one request did: the step it ran and the fate of each entry."""
 
     request_id: str
     step: str | None = None

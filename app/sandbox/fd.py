@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 
-from app.sandbox.errors import OutsideRoot, from_os_error
+from app.sandbox.errors import Busy, OutsideRoot, from_os_error
 from app.sandbox.openat2 import (
     RESOLVE_BENEATH,
     RESOLVE_NO_MAGICLINKS,
@@ -22,6 +22,10 @@ from app.sandbox.openat2 import (
 )
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
+# Descriptors a walk keeps open along its current branch; deeper walks close their
+# shallower levels and climb back with ``reopen_parent``, so depth costs no descriptors.
+OPEN_LEVELS = 64
+CLOSED = -1
 STRICT_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
 
 
@@ -31,6 +35,42 @@ class IsSymlink(Exception):
 
 class Missing(Exception):
     """Signal: the component does not exist or is not a directory."""
+
+
+def identity(fd: int) -> tuple[int, int]:
+    """Device and inode of the file open at ``fd``."""
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def lstat_at(dir_fd: int, name: str, path: str) -> os.stat_result | None:
+    """``name`` in the directory open at ``dir_fd``, not followed if it is a symlink; None
+    when it does not exist (or its parent is no longer a directory).
+
+    Any other failure raises the ``SandboxError`` for ``path``.
+    """
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise from_os_error(exc, path, "inspect") from None
+
+
+def reopen_parent(child_fd: int, parent: tuple[int, int], path: str) -> int:
+    """Open the parent of the directory at ``child_fd`` through ``..``.
+
+    Raises ``Busy`` unless it is still the directory ``parent`` (device, inode) names: the
+    tree was moved while we walked it.
+    """
+    try:
+        fd = os.open("..", DIR_FLAGS, dir_fd=child_fd)
+    except OSError as exc:
+        raise from_os_error(exc, path, "climb back up") from None
+    if identity(fd) != parent:
+        os.close(fd)
+        raise Busy("the tree was moved while it was being walked", path)
+    return fd
 
 
 def mount_id(fd: int) -> int | None:
@@ -58,8 +98,12 @@ class DirOpener:
         """Open directory ``name`` in ``dir_fd``.
 
         Raises ``IsSymlink`` for a symlink, ``Missing`` when absent or not a directory,
-        ``OutsideRoot`` for a mount point, ``FilesystemError`` for anything else.
+        ``OutsideRoot`` for a mount point or ``..``, ``FilesystemError`` for anything else.
         """
+        if name == "..":
+            # openat2 refuses it (RESOLVE_BENEATH); O_NOFOLLOW alone would climb out. Glob
+            # patterns reach here with ``\.\.``, which lexical folding cannot see.
+            raise OutsideRoot("'..' leads out of the directory", path=path)
         try:
             if self.use_openat2:
                 return openat2(dir_fd, name, DIR_FLAGS, STRICT_RESOLVE)
@@ -88,10 +132,5 @@ class DirOpener:
 
     @staticmethod
     def _is_symlink(dir_fd: int, name: str, path: str) -> bool:
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as exc:
-            raise from_os_error(exc, path, "inspect") from None
-        return stat.S_ISLNK(st.st_mode)
+        st = lstat_at(dir_fd, name, path)
+        return st is not None and stat.S_ISLNK(st.st_mode)

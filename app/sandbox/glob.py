@@ -18,7 +18,16 @@ import stat
 from dataclasses import dataclass, field
 
 from app.sandbox.errors import InvalidPattern, OutsideRoot, from_os_error
-from app.sandbox.fd import DirOpener, IsSymlink, Missing
+from app.sandbox.fd import (
+    CLOSED,
+    OPEN_LEVELS,
+    DirOpener,
+    IsSymlink,
+    Missing,
+    identity,
+    lstat_at,
+    reopen_parent,
+)
 from app.sandbox.paths import Parts, check_length, join, split
 
 MAX_ALTERNATIVES = 256
@@ -84,12 +93,17 @@ def glob(opener: DirOpener, base_fd: int, pattern: str, reserved: frozenset[str]
 class _Frame:
     fd: int
     rel: Parts
+    identity: tuple[int, int]
     pending: list[tuple[str, int]] = field(default_factory=list)
     listing: list[tuple[str, bool]] | None = None
 
 
 class _Walk:
-    """One depth-first walk for one brace alternative; descriptors held: one per level."""
+    """One depth-first walk for one brace alternative.
+
+    Descriptors held: one per level, up to ``OPEN_LEVELS``; deeper, the shallow levels are
+    closed and re-opened through ``..`` on the way back up.
+    """
 
     def __init__(
         self,
@@ -107,14 +121,19 @@ class _Walk:
         self.visited: set[tuple[Parts, int]] = set()
 
     def run(self) -> None:
-        base = _Frame(os.dup(self.base_fd), ())
+        fd = os.dup(self.base_fd)
+        base = _Frame(fd, (), identity(fd))
         frames = [base]
         try:
             self._expand(base, 0)
             while frames:
                 frame = frames[-1]
                 if not frame.pending:
-                    os.close(frames.pop().fd)
+                    done = frames.pop()
+                    if frames and frames[-1].fd == CLOSED:
+                        parent = frames[-1]
+                        parent.fd = reopen_parent(done.fd, parent.identity, join(parent.rel))
+                    os.close(done.fd)
                     continue
                 name, index = frame.pending.pop()
                 rel = (*frame.rel, name)
@@ -124,12 +143,17 @@ class _Walk:
                     fd = self.opener.open_dir(frame.fd, name, path=join(rel))
                 except (IsSymlink, Missing, OutsideRoot):
                     continue
-                child = _Frame(fd, rel)
+                child = _Frame(fd, rel, identity(fd))
                 frames.append(child)
+                if len(frames) > OPEN_LEVELS:
+                    shallow = frames[-OPEN_LEVELS - 1]
+                    os.close(shallow.fd)
+                    shallow.fd = CLOSED
                 self._expand(child, index)
         finally:
             for frame in frames:
-                os.close(frame.fd)
+                if frame.fd != CLOSED:
+                    os.close(frame.fd)
 
     def _expand(self, frame: _Frame, index: int) -> None:
         """Match segment ``index`` in ``frame``'s directory; queue the descents it needs."""
@@ -158,12 +182,9 @@ class _Walk:
         if isinstance(segment, _Literal):
             if not frame.rel and segment.name in self.reserved:
                 return []
-            try:
-                st = os.stat(segment.name, dir_fd=frame.fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(frame.fd, segment.name, join((*frame.rel, segment.name)))
+            if st is None:
                 return []
-            except OSError as exc:
-                raise from_os_error(exc, join((*frame.rel, segment.name)), "inspect") from None
             return [(segment.name, stat.S_ISDIR(st.st_mode))]
         assert isinstance(segment, _Wild)
         return [(name, is_dir) for name, is_dir in self._listing(frame) if segment.matches(name)]

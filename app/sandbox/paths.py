@@ -34,20 +34,23 @@ def check_length(entry: str) -> None:
         )
 
 
-def split(path: str) -> Parts:
+def split(path: str, *, limited: bool = True) -> Parts:
     """Split ``path`` into components, dropping ``.`` and empty ones and folding ``..``.
 
     Raises ``InvalidPath`` for an absolute path, a NUL byte or the root itself,
-    ``OutsideRoot`` when ``..`` climbs above the root, and ``PathTooLong``,
-    ``TooManySegments`` or ``NameTooLong`` past the limits above.
+    ``OutsideRoot`` when ``..`` climbs above the root, ``NameTooLong`` for a segment
+    past ``NAME_MAX`` and, when ``limited``, ``PathTooLong`` or ``TooManySegments`` past
+    the limits above. Paths the sandbox found itself (glob matches in a deep tree) are
+    split with ``limited=False``: the limits bound what callers send, not what exists.
     """
-    check_length(path)
+    if limited:
+        check_length(path)
     if "\x00" in path:
         raise InvalidPath("path contains a NUL byte", path=path.replace("\x00", "\\0"))
     if path.startswith("/"):
         raise InvalidPath("path must be relative to the workspace, not absolute", path=path)
     segments = [segment for segment in path.split("/") if segment]
-    if len(segments) > MAX_SEGMENTS:
+    if limited and len(segments) > MAX_SEGMENTS:
         raise TooManySegments(
             f"path has {len(segments)} segments, more than the {MAX_SEGMENTS} allowed",
             path=_abridged(path),

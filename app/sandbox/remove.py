@@ -17,11 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.sandbox.errors import Busy, from_os_error
-from app.sandbox.fd import DirOpener, IsSymlink, Missing
-
-# Descriptors kept open along the current branch; deeper ancestors are re-opened via "..".
-_OPEN_LEVELS = 64
-_CLOSED = -1
+from app.sandbox.fd import (
+    CLOSED,
+    OPEN_LEVELS,
+    DirOpener,
+    IsSymlink,
+    Missing,
+    identity,
+    reopen_parent,
+)
 
 Pace = Callable[[], None]
 
@@ -62,31 +66,32 @@ def remove_tree(
                 except IsSymlink:
                     _unlink(level.fd, child, path)
                     continue
-                if len(levels) > _OPEN_LEVELS:
-                    shallow = levels[-_OPEN_LEVELS - 1]
+                if len(levels) > OPEN_LEVELS:
+                    shallow = levels[-OPEN_LEVELS - 1]
                     os.close(shallow.fd)
-                    shallow.fd = _CLOSED
+                    shallow.fd = CLOSED
                 continue
             levels.pop()
             if levels:
-                _reopen_parent(levels[-1], level.fd, path)
-                container = levels[-1].fd
+                parent = levels[-1]
+                if parent.fd == CLOSED:
+                    parent.fd = reopen_parent(level.fd, parent.identity, path)
+                container = parent.fd
             else:
                 container = parent_fd
             os.close(level.fd)
-            level.fd = _CLOSED
+            level.fd = CLOSED
             _rmdir(container, level.name, path)
             pace()
     finally:
         for level in levels:
-            if level.fd != _CLOSED:
+            if level.fd != CLOSED:
                 os.close(level.fd)
 
 
 def _open_level(opener: DirOpener, dir_fd: int, name: str, path: str) -> _Level:
     fd = opener.open_dir(dir_fd, name, path=path)
-    st = os.fstat(fd)
-    return _Level(fd, name, (st.st_dev, st.st_ino))
+    return _Level(fd, name, identity(fd))
 
 
 def _unlink_files(fd: int, path: str, pace: Pace) -> list[str]:
@@ -126,18 +131,3 @@ def _rmdir(dir_fd: int, name: str, path: str) -> None:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise Busy("entries were added while the directory was being deleted", path) from None
         raise from_os_error(exc, path, "delete directory") from None
-
-
-def _reopen_parent(parent: _Level, child_fd: int, path: str) -> None:
-    """Re-open a closed ancestor through ``..`` of its child, if it is still the same one."""
-    if parent.fd != _CLOSED:
-        return
-    try:
-        fd = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child_fd)
-    except OSError as exc:
-        raise from_os_error(exc, path, "climb back up") from None
-    st = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != parent.identity:
-        os.close(fd)
-        raise Busy("the tree was moved while it was being deleted", path)
-    parent.fd = fd

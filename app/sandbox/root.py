@@ -31,7 +31,18 @@ from app.sandbox.errors import (
     SymlinkLoop,
     from_os_error,
 )
-from app.sandbox.fd import DIR_FLAGS, STRICT_RESOLVE, DirOpener, IsSymlink, Missing
+from app.sandbox.fd import (
+    CLOSED,
+    DIR_FLAGS,
+    OPEN_LEVELS,
+    STRICT_RESOLVE,
+    DirOpener,
+    IsSymlink,
+    Missing,
+    identity,
+    lstat_at,
+    reopen_parent,
+)
 from app.sandbox.openat2 import openat2, probe
 from app.sandbox.paths import Parts, join, split
 from app.sandbox.remove import Pace, no_pace, remove_tree
@@ -100,10 +111,6 @@ class Root:
         """The directory descriptor (borrowed: do not close it)."""
         return self._fd
 
-    @property
-    def uses_openat2(self) -> bool:
-        return self._opener.use_openat2
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -138,8 +145,9 @@ class Root:
             return None
         return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
 
-    def open_private(self, name: str) -> Root:
-        """The reserved top-level directory ``name``, created (mode 0700) if missing.
+    def open_private(self, name: str, *, create: bool = True) -> Root | None:
+        """The reserved top-level directory ``name``; None when it is absent and not
+        ``create``d (mode 0700).
 
         This is the only way into a reserved name. It must be a real directory, never a
         symlink; unlike a workspace it may be a mount point of its own, in which case moving
@@ -147,10 +155,13 @@ class Root:
         """
         if name not in self._reserved:
             raise InvalidPath(f"{name!r} is not a reserved name", path=name)
-        _mkdir(self._fd, name)
+        if create:
+            _mkdir(self._fd, name)
         try:
             fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self._fd)
         except OSError as exc:
+            if exc.errno == errno.ENOENT and not create:
+                return None
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise OutsideRoot(f"{name!r} is not a directory", path=name) from None
             raise from_os_error(exc, name, "open") from None
@@ -177,7 +188,7 @@ class Root:
         symlink (one found on the way now means a concurrent change: ``Busy``), and the leaf
         is moved as it is. ``CrossDevice`` when ``dest`` is on another filesystem.
         """
-        parts = split(real_path)
+        parts = split(real_path, limited=False)
         located = self._open_parent(parts, follow=False)
         if located is None:
             return False
@@ -199,7 +210,7 @@ class Root:
         The reverse of ``move_out``. Never replaces anything: False when the parent no
         longer exists (or is no longer reachable without symlinks) or the name is taken.
         """
-        parts = split(real_path)
+        parts = split(real_path, limited=False)
         try:
             located = self._open_parent(parts, follow=False)
         except Busy:
@@ -221,26 +232,24 @@ class Root:
             os.close(parent_fd)
         return True
 
-    def lookup(self, path: str) -> Entry | None:
+    def lookup(self, path: str, *, limited: bool = True) -> Entry | None:
         """The entry at ``path``, or None when it (or a parent) does not exist.
 
         The entry is checked not to be a mount point and, for a directory, to hold none, so
         that removing it later can succeed whole. Raises ``SandboxError`` for anything that
-        must not be touched.
+        must not be touched. ``limited=False`` skips the size limits of ``paths.split``
+        (for glob matches).
         """
-        parts = split(path)
+        parts = split(path, limited=limited)
         located = self._open_parent(parts)
         if located is None:
             return None
         parent_fd, real_parent = located
         try:
             leaf = self._leaf(parts, real_parent)
-            try:
-                st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(parent_fd, leaf, path)
+            if st is None:
                 return None
-            except OSError as exc:
-                raise from_os_error(exc, path, "inspect") from None
             kind = _kind(st.st_mode)
             self._check_mounts(parent_fd, leaf, path)
             parent = os.fstat(parent_fd)
@@ -255,14 +264,15 @@ class Root:
         finally:
             os.close(parent_fd)
 
-    def remove(self, path: str, *, pace: Pace = no_pace) -> bool:
+    def remove(self, path: str, *, limited: bool = True, pace: Pace = no_pace) -> bool:
         """Remove the entry at ``path`` (a directory with all it holds, a symlink as a link).
 
         Returns False when there was nothing to remove. An entry that is, or holds, a mount
-        point is refused with ``OutsideRoot`` before anything is removed. ``pace`` is called
-        after each entry of a directory tree is removed (see ``remove_tree``).
+        point is refused with ``OutsideRoot`` before anything is removed. ``limited`` as
+        for ``lookup``; ``pace`` is called after each entry of a directory tree is removed
+        (see ``remove_tree``).
         """
-        parts = split(path)
+        parts = split(path, limited=limited)
         located = self._open_parent(parts)
         if located is None:
             return False
@@ -286,12 +296,9 @@ class Root:
         # Each pass re-inspects the leaf: it may be swapped (file <-> directory <-> symlink)
         # between our stat and our unlink; three passes bound a hostile flip-flop.
         for _ in range(3):
-            try:
-                st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(parent_fd, leaf, path)
+            if st is None:
                 return False
-            except OSError as exc:
-                raise from_os_error(exc, path, "inspect") from None
             self._check_mounts(parent_fd, leaf, path)
             try:
                 if stat.S_ISDIR(st.st_mode):
@@ -344,14 +351,15 @@ class Root:
                     return None
                 if exc.errno == errno.EXDEV:
                     raise OutsideRoot("a mount point is in the way", path=join(parts)) from None
-                if exc.errno != errno.ELOOP:
+                if exc.errno not in (errno.ELOOP, errno.ENAMETOOLONG):
                     raise from_os_error(exc, join(parts), "open") from None
-                # A symlink on the way: follow it ourselves, one component at a time.
+                # A symlink on the way, or more than PATH_MAX bytes of valid names: walk
+                # one component at a time (the walk still refuses a name too long itself).
         return self._walk(dirs, join(parts), follow)
 
     def _walk(self, dirs: Parts, path: str, follow: bool) -> tuple[int, Parts] | None:
         pending = list(reversed(dirs))
-        stack: list[tuple[int, str]] = []
+        stack: list[_Step] = []
         links = 0
         try:
             while pending:
@@ -361,13 +369,21 @@ class Root:
                 if name == "..":
                     if not stack:
                         raise OutsideRoot("a symbolic link leads out of the workspace", path)
-                    os.close(stack.pop()[0])
+                    top = stack.pop()
+                    if stack and stack[-1].fd == CLOSED:
+                        stack[-1].fd = reopen_parent(top.fd, stack[-1].identity, path)
+                    os.close(top.fd)
                     continue
                 if not stack and name in self._reserved:
                     raise InvalidPath(f"{name!r} is reserved", path=path)
-                current = stack[-1][0] if stack else self._fd
+                current = stack[-1].fd if stack else self._fd
                 try:
-                    stack.append((self._opener.open_dir(current, name, path=path), name))
+                    fd = self._opener.open_dir(current, name, path=path)
+                    stack.append(_Step(fd, name, identity(fd)))
+                    if len(stack) > OPEN_LEVELS:
+                        shallow = stack[-OPEN_LEVELS - 1]
+                        os.close(shallow.fd)
+                        shallow.fd = CLOSED
                 except Missing:
                     return None
                 except IsSymlink:
@@ -384,12 +400,22 @@ class Root:
                             "an absolute symbolic link leads out of the workspace", path
                         ) from None
                     pending.extend(reversed(target.split("/")))
-            real = tuple(name for _, name in stack)
-            fd = stack.pop()[0] if stack else os.dup(self._fd)
+            real = tuple(step.name for step in stack)
+            fd = stack.pop().fd if stack else os.dup(self._fd)
             return fd, real
         finally:
-            for fd, _ in stack:
-                os.close(fd)
+            for step in stack:
+                if step.fd != CLOSED:
+                    os.close(step.fd)
+
+
+@dataclass
+class _Step:
+    """A directory the component walk went through; ``fd`` is CLOSED when far above."""
+
+    fd: int
+    name: str
+    identity: tuple[int, int]
 
 
 def _mkdir(dir_fd: int, name: str) -> None:

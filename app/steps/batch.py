@@ -80,15 +80,19 @@ def status_of(exc: Exception) -> StepStatus:
 
 
 def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
-    """Run ``request``'s steps in its workspace; see the module doc for the rules."""
+    """Run ``request``'s steps in its workspace; see the module doc for the rules.
+
+    Raises the staging area's error when a killed process's batch cannot be recovered
+    yet: no step runs over a half-done atomic batch."""
     staging = purger.staging
+    staging.ready()
     txn = staging.begin() if request.atomic else None
     detachment = staging.detachment() if txn is None and purger.background else None
     try:
         with staging.lock(exclusive=request.atomic):
             return _run_locked(root, _Removal(txn, detachment), request)
     finally:
-        if txn is not None:
+        if txn is not None and txn.created:
             purger.dispose(txn.id)
         if detachment is not None and detachment.created:
             detachment.close()

@@ -28,6 +28,7 @@ def remove_in_place(workspace: Root) -> Remove:
 
     def remove(entries: Sequence[Entry]) -> None:
         for entry in entries:
-            workspace.remove(entry.path)
+            # Entries passed the size limits when asked for, or a glob walk found them.
+            workspace.remove(entry.path, limited=False)
 
     return remove

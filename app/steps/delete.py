@@ -94,7 +94,9 @@ class _PlanBuilder:
     def _add_target(self, path: str) -> bool:
         if self.workspace is None:
             return False
-        entry = self.workspace.lookup(path)
+        # ``path`` passed the limits in ``_add_path``, or is a glob match: a tree may be
+        # deeper than any entry a caller may write, and ``**`` still finds its leaves.
+        entry = self.workspace.lookup(path, limited=False)
         if entry is None:
             return False
         if entry.identity not in self.seen:

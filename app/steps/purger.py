@@ -14,7 +14,9 @@ It must not starve request handling on a small machine, so it is bounded three w
 * removal is the sandbox's ``remove_tree``: it never follows a symlink and never crosses a
   mount point, whatever a killed process left behind.
 
-``start`` takes over everything already in the trash (a killed process's leftovers). A
+Once the staging area has recovered (``Staging.ready``: at start-up, or on the first
+request the filesystem allows it), the purger takes over everything already in the trash (a
+killed process's leftovers); until then (a read-only or full root) it waits, idle. A
 directory that cannot be purged (a mount point appeared inside, permissions) is logged
 and left for the next start. ``backlog`` is what is left to free: entries, and bytes
 when known (None once a directory is among them: only a walk would tell its size).
@@ -90,15 +92,23 @@ class Purger:
         self._seen_activity = 0
 
     def start(self) -> None:
-        """Take over what the trash holds now, and start the thread (background only)."""
+        """Start the thread (background only). It touches no file by itself: what the
+        trash already holds is handed over by the staging area's recovery (``take_over``),
+        whenever the filesystem lets that run (at start-up, or on a later request)."""
         if not self.background:
             return
-        for txn_id in self.staging.pending():
-            self._queue.append(_Item(txn_id, self.staging.held(txn_id), None))
-        if self._queue:
-            log.info("purger: resuming %d trash directories left by a previous run", len(self))
+        self.staging.hand_leftovers_to(self.take_over)
         self._thread = threading.Thread(target=self._run, name="stepd-purger", daemon=True)
         self._thread.start()
+
+    def take_over(self, txn_ids: list[str]) -> None:
+        """Free trash directories ``txn_ids``, left by a previous run (and recovered)."""
+        items = [_Item(txn_id, self.staging.held(txn_id), None) for txn_id in txn_ids]
+        if items:
+            log.info("purger: resuming %d trash directories left by a previous run", len(items))
+        with self._changed:
+            self._queue.extend(items)
+            self._changed.notify_all()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop between two entries; what is left is purged at the next start."""

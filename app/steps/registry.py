@@ -7,19 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 
 from app.models import v1, v1alpha1
 from app.steps.context import StepContext
 from app.steps.delete import run_delete
-
-
-class StepConfig(Protocol):
-    """A version's config model converts to the internal config its kind runs with."""
-
-    def to_internal(self) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,12 @@ directory. ``commit`` and ``purge`` are separate steps so that purging can move 
 background: a directory whose journal has an end record (or has no journal: it is written
 before anything moves and removed only by purging) holds nothing but garbage.
 
-``Staging.recover`` runs before serving: it rolls back every transaction without an end
-record (the process died mid-batch), then purges every transaction directory (or leaves
-that to the background purger, ``purger.py``).
+``Staging.recover`` rolls back every transaction without an end record (the process died
+mid-batch), then purges every transaction directory (or hands them to the background
+purger, ``purger.py``: ``hand_leftovers_to``). ``Staging.ready`` runs it once before the
+first step: at start-up, or, when the filesystem refused then (read-only, full), on the
+next request that tries again. A plain batch needs no new space here (the lock file and
+the journal are only for atomic batches), so deleting still works on a full disk.
 
 A plain (non-atomic) delete uses the same trash without a journal: ``Detachment`` renames
 its targets (directories and big files: ``worth_detaching``) into a fresh
@@ -28,24 +31,28 @@ and no fsync are needed there, because nothing is ever put back: each rename is 
 a crash leaves every target either still in the workspace (the delete did not happen; the
 client got no answer and retries) or in the trash, where a directory without a journal is
 garbage that recovery purges. It is never half-deleted. Durability is that of an unlink
-(neither is fsynced): after a power loss a target may reappear, as with ``rm``.
+(neither is fsynced): after a power loss a target may reappear, as with ``rm``. When that
+directory cannot be made (the trash is on another filesystem, or the filesystem is full or
+read-only), the targets are removed in place instead: a full disk must not stop deletes.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from app.sandbox import Entry, Root
-from app.sandbox.errors import CrossDevice, from_os_error
+from app.sandbox.errors import CrossDevice, NoSpace, ReadOnlyFilesystem, from_os_error
 from app.sandbox.remove import Pace, no_pace
 from app.steps.errors import AtomicUnsupported
 from app.steps.workspace import RESERVED_NAME
@@ -95,25 +102,100 @@ class Recovery:
 
 
 class Staging:
-    """The root's staging area; one per process, shared by every request."""
+    """The root's staging area; one per process, shared by every request.
+
+    Nothing is created on construction: the area is opened (and made) when first needed,
+    so that a root that is read-only or full at start-up can still be served. ``prepare``
+    recovers what a killed process left; ``ready`` runs it once, before the first step.
+    Until the area exists and is recovered, what needs it answers the filesystem's error
+    (``ReadOnlyFilesystem``, ``NoSpace``...) and the next request tries again.
+    """
 
     def __init__(self, root: Root) -> None:
         self.root = root
+        self._mutex = threading.Lock()
+        self._ready_mutex = threading.Lock()
+        self._private: Root | None = None
+        self._trash: Root | None = None
+        self._recovered = False
         self._idle_lock_fds: list[int] = []
-        self._private = root.open_private(RESERVED_NAME)
-        try:
-            trash = self._private.open_subdir(TRASH, create=True)
-            assert trash is not None
-            self.trash = trash
-        except BaseException:
-            self._private.close()
-            raise
+        self._take_leftovers: Callable[[list[str]], None] | None = None
 
     def close(self) -> None:
-        while self._idle_lock_fds:
-            os.close(self._idle_lock_fds.pop())
-        self.trash.close()
-        self._private.close()
+        with self._mutex:
+            while self._idle_lock_fds:
+                os.close(self._idle_lock_fds.pop())
+            for opened in (self._trash, self._private):
+                if opened is not None:
+                    opened.close()
+            self._trash = self._private = None
+
+    def hand_leftovers_to(self, take: Callable[[list[str]], None]) -> None:
+        """Have recovery leave the transaction directories it finds (once rolled back
+        where needed) to ``take``, the background purger, instead of purging them."""
+        self._take_leftovers = take
+
+    @property
+    def trash(self) -> Root:
+        """The directory of the transactions, created (with the area) if missing."""
+        with self._mutex:
+            if self._trash is None:
+                if self._private is None:
+                    self._private = self.root.open_private(RESERVED_NAME)
+                assert self._private is not None
+                trash = self._private.open_subdir(TRASH, create=True)
+                assert trash is not None
+                self._trash = trash
+            return self._trash
+
+    def prepare(self) -> Recovery:
+        """``ready``, then create the area and its lock file if missing (so that they
+        need no space later); raises ``SandboxError`` when the filesystem does not allow
+        it yet (call it again later)."""
+        recovery = self.ready()
+        fd = self._open_lock(required=True)
+        assert fd is not None
+        os.close(fd)
+        return recovery
+
+    def ready(self) -> Recovery:
+        """Make sure no transaction a killed process left is still unrecovered: recover
+        them once (see ``recover``). Needs no new space when there is nothing to recover.
+        Raises the error that keeps recovery from running; until it succeeds, no step may
+        run."""
+        if self._recovered:
+            return Recovery(0, 0)
+        with self._ready_mutex:
+            if self._recovered:
+                return Recovery(0, 0)
+            recovery = Recovery(0, 0)
+            if self._has_trash():
+                take = self._take_leftovers
+                with self.lock(exclusive=True):
+                    recovery = self.recover(purge=take is None)
+                    if take is not None:
+                        take(self.pending())
+            self._recovered = True
+            return recovery
+
+    def _has_trash(self) -> bool:
+        if self._trash is not None:
+            return True
+        private = self.root.open_private(RESERVED_NAME, create=False)
+        if private is None:
+            return False
+        with private:
+            trash = private.open_subdir(TRASH)
+        if trash is None:
+            return False
+        trash.close()
+        return True
+
+    def _area(self) -> Root:
+        """The private directory, with the trash in it, created if missing."""
+        _ = self.trash
+        assert self._private is not None
+        return self._private
 
     @contextmanager
     def lock(self, *, exclusive: bool) -> Iterator[None]:
@@ -125,11 +207,18 @@ class Staging:
         Each holder needs an open file of its own (flock belongs to the open file, so two
         holders sharing one would unlock each other); idle ones are kept for the next
         request rather than opened and closed every time.
+
+        A shared lock needs no new space: when the lock file is missing and cannot be made
+        (read-only or full filesystem), no atomic batch can hold it either, so a plain
+        batch runs without it.
         """
         try:
-            fd = self._idle_lock_fds.pop()
+            fd: int | None = self._idle_lock_fds.pop()
         except IndexError:
-            fd = self._open_lock()
+            fd = self._open_lock(required=exclusive)
+        if fd is None:
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             try:
@@ -141,17 +230,29 @@ class Staging:
             raise
         self._idle_lock_fds.append(fd)
 
-    def _open_lock(self) -> int:
+    def _open_lock(self, *, required: bool) -> int | None:
         try:
-            return os.open(
-                LOCK,
-                # Read-only is enough for flock, and kept open it would block a remount ro.
-                os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=self._private.fd,
-            )
+            private = self._area()
+        except (ReadOnlyFilesystem, NoSpace):
+            if required:
+                raise
+            return None
+        try:
+            # Read-only is enough for flock, and kept open it would block a remount ro.
+            return os.open(LOCK, os.O_RDONLY | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=private.fd)
         except OSError as exc:
-            raise from_os_error(exc, "", "open the workspace lock") from None
+            error = from_os_error(exc, "", "open the workspace lock")
+        if isinstance(error, ReadOnlyFilesystem):
+            # flock needs no write access; an existing file can still be locked.
+            try:
+                return os.open(LOCK, os.O_RDONLY | _NOFOLLOW, dir_fd=private.fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                error = from_os_error(exc, "", "open the workspace lock")
+        if required or not isinstance(error, ReadOnlyFilesystem | NoSpace):
+            raise error
+        return None
 
     def begin(self) -> Transaction:
         """A new transaction; its directory is made when it first stages something."""
@@ -223,18 +324,23 @@ class Detachment:
     def detach(self, workspace_root: Root, entries: Sequence[Entry]) -> list[Entry]:
         """Move ``entries`` (looked up in ``workspace_root``) into the trash directory; one
         already gone is fine. Returns those left where they are because the trash is on
-        another filesystem (``CrossDevice``): the caller removes them in place."""
+        another filesystem (``CrossDevice``), or cannot be made or grown (the filesystem
+        is full or read-only): the caller removes them in place."""
         if not entries:
             return []
         if self._dir is None:
-            self.txn_id = uuid.uuid4().hex
-            self._dir = self.staging.trash.open_subdir(self.txn_id, create=True)
+            txn_id = uuid.uuid4().hex
+            try:
+                self._dir = self.staging.trash.open_subdir(txn_id, create=True)
+            except (NoSpace, ReadOnlyFilesystem):
+                return list(entries)
             assert self._dir is not None
+            self.txn_id = txn_id
             self.created = True
         for index, entry in enumerate(entries):
             try:
                 moved = workspace_root.move_out(entry.real_path, self._dir, str(self.moved))
-            except CrossDevice:
+            except (CrossDevice, NoSpace, ReadOnlyFilesystem):
                 return list(entries[index:])
             if moved:
                 self.moved += 1
@@ -254,6 +360,7 @@ class Transaction:
     def __init__(self, staging: Staging, txn_id: str) -> None:
         self.staging = staging
         self.id = txn_id
+        self.created = False  # whether this object made its directory (to be purged)
         self._next = 0
 
     def stage(self, workspace_root: Root, workspace: str | None, entries: Sequence[Entry]) -> None:
@@ -303,7 +410,12 @@ class Transaction:
                         move.path,
                         move.workspace,
                     )
-            self._append(txn_dir, {"end": TxnState.ABORTED.value})
+            try:
+                self._append(txn_dir, {"end": TxnState.ABORTED.value})
+            except NoSpace:
+                # Everything that could go back is back; the purge follows. Should the
+                # process die first, recovery finds nothing more to put back.
+                log.warning("staging %s: no space to journal the rollback's end", self.id)
 
     def purge(self, *, pace: Pace = no_pace) -> None:
         """Free the transaction's directory and everything still in it; ``pace`` as for
@@ -342,6 +454,7 @@ class Transaction:
         if txn_dir is None and create:
             txn_dir = trash.open_subdir(self.id, create=True)
             assert txn_dir is not None
+            self.created = True
             # The journal must be findable after a crash: sync its name, and the dir's.
             _create_journal(txn_dir)
             txn_dir.sync()
@@ -358,8 +471,16 @@ class Transaction:
         try:
             fd = os.open(JOURNAL, os.O_WRONLY | os.O_APPEND | _NOFOLLOW, dir_fd=txn_dir.fd)
             try:
-                os.write(fd, line)
-                os.fsync(fd)
+                end = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    if os.write(fd, line) != len(line):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    os.fsync(fd)
+                except OSError:
+                    # A torn record would swallow the next one: cut it off (no space needed).
+                    with suppress(OSError):
+                        os.ftruncate(fd, end)
+                    raise
             finally:
                 os.close(fd)
         except OSError as exc:

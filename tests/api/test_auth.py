@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from app.api.auth import caller_of
 from app.main import create_app
 from app.settings import Settings
-from tests.serving import connect, read_response, serve
+from tests.support.server import read_response, serve
 
 NAMED = "ci-token.AAAA"
 UNNAMED = "plain-token_BBBB"
@@ -200,11 +200,11 @@ def test_tokens_are_never_logged(
         assert secret not in caplog.text
 
 
-def test_401_is_sent_before_the_body_is_read(root_dir: Path, tokens: Path, tmp_path: Path) -> None:
+def test_401_is_sent_before_the_body_is_read(root_dir: Path, tokens: Path) -> None:
     # The server is told a body is coming that never does: only an answer decided from the
     # headers alone can arrive (reading would wait 120 s for it, past the socket's 30 s).
     env = {"STEPD_AUTH_TOKENS_FILE": str(tokens), "STEPD_BODY_TIMEOUT": "120"}
-    with serve(root_dir, tmp_path / "log", env) as server, connect(server) as sock:
+    with serve(root_dir, env=env) as server, server.connect() as sock:
         sock.sendall(
             b"POST /steps/delete HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100\r\nConnection: close\r\n\r\n"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.system.tree import snapshot
+from tests.support.snapshot import snapshot
 
 
 def _delete(path: str, **extra: Any) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def test_continue_on_error_records_and_goes_on(client: TestClient, tree: Path) -
 
 
 def test_atomic_failure_restores_workspace_exactly(client: TestClient, tree: Path) -> None:
-    before = snapshot(tree)
+    before = snapshot(tree, mtimes=True)
     body = {
         "workspace": "ws",
         "atomic": True,
@@ -132,7 +132,7 @@ def test_atomic_failure_restores_workspace_exactly(client: TestClient, tree: Pat
         ["dangling"],
         ["exec.sh"],
     ]
-    assert snapshot(tree) == before  # contents, modes, mtimes (parents too), symlinks
+    assert snapshot(tree, mtimes=True) == before  # contents, modes, mtimes (parents too), symlinks
     assert _trash_once_purged(client, tree.parent) == []
 
 
@@ -146,7 +146,7 @@ def test_atomic_success_deletes_and_empties_staging(client: TestClient, tree: Pa
 
 def test_atomic_failure_of_a_refused_path_rolls_back(client: TestClient, tree: Path) -> None:
     (tree / "escape").symlink_to("../../outside")
-    before = snapshot(tree)
+    before = snapshot(tree, mtimes=True)
     body = {
         "workspace": "ws",
         "atomic": True,
@@ -155,7 +155,7 @@ def test_atomic_failure_of_a_refused_path_rolls_back(client: TestClient, tree: P
     response = client.post("/steps/batch", json=body)
     assert response.status_code == 422
     assert response.json()["code"] == "path_outside_workspace"
-    assert snapshot(tree) == before
+    assert snapshot(tree, mtimes=True) == before
     assert (tree.parent.parent / "outside" / "precious.txt").exists()
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.sandbox.paths import MAX_PATH_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS
 from app.settings import Settings
-from tests.serving import Server, connect, read_response, serve
+from tests.support.server import Server, read_response, serve
 
 LIMIT = 1000
 JSON = {"content-type": "application/json"}
@@ -128,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "STEPD_KEEP_ALIVE_TIMEOUT": "1",
         "STEPD_MAX_HEADER_BYTES": "4096",
     }
-    with serve(base / "root", base / "log", env) as running:
+    with serve(base / "root", env=env) as running:
         yield running
 
 
@@ -154,7 +154,7 @@ def test_chunked_body_within_the_limit_is_served(server: Server) -> None:
 
 
 def test_chunked_body_over_the_limit_is_413_while_reading(server: Server) -> None:
-    with connect(server) as sock:
+    with server.connect() as sock:
         sock.sendall(post_head(b"Transfer-Encoding: chunked\r\n"))
         sock.sendall(chunked(padded_body(LIMIT + 1), 300))
         status, headers, body = read_response(sock)
@@ -164,7 +164,7 @@ def test_chunked_body_over_the_limit_is_413_while_reading(server: Server) -> Non
 
 
 def test_a_huge_content_length_is_413_without_reading(server: Server) -> None:
-    with connect(server) as sock:
+    with server.connect() as sock:
         sock.sendall(post_head(b"Content-Length: 1000000000\r\n"))
         status, _, body = read_response(sock)
     assert status == 413
@@ -172,7 +172,7 @@ def test_a_huge_content_length_is_413_without_reading(server: Server) -> None:
 
 
 def test_a_client_that_stalls_mid_body_gets_408(server: Server) -> None:
-    with connect(server) as sock:
+    with server.connect() as sock:
         sock.sendall(post_head(b"Content-Length: 100\r\n") + b'{"path": ')
         status, headers, body = read_response(sock)
     assert status == 408
@@ -183,14 +183,14 @@ def test_a_client_that_stalls_mid_body_gets_408(server: Server) -> None:
 def test_unfinished_headers_past_the_limit_are_refused(server: Server) -> None:
     # h11 bounds what it buffers while the headers are incomplete: a client dripping an
     # endless header block is cut off there.
-    with connect(server) as sock:
+    with server.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8192)
         status, _, _ = read_response(sock)
     assert status == 400
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: Server) -> None:
-    with connect(server) as sock:
+    with server.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, _ = read_response(sock)
     assert status == 200
@@ -201,12 +201,12 @@ def test_the_server_still_serves_after_all_that(server: Server) -> None:
     assert httpx.get(server.url("/healthz")).status_code == 200
 
 
-def test_connections_past_max_concurrency_get_503(root_dir: Path, tmp_path: Path) -> None:
+def test_connections_past_max_concurrency_get_503(root_dir: Path) -> None:
     env = {"STEPD_MAX_CONCURRENCY": "2"}
-    with serve(root_dir, tmp_path / "log", env) as server:
-        idle = [connect(server), connect(server)]
+    with serve(root_dir, env=env) as server:
+        idle = [server.connect(), server.connect()]
         try:
-            with connect(server) as sock:
+            with server.connect() as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 status, _, _ = read_response(sock)
         finally:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.observed_server import Server, serve
+from tests.support.server import Server, serve
 
 UUID_HEX = re.compile(r"[0-9a-f]{32}")
 
@@ -32,7 +32,7 @@ def server(server_root: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.base_url) as client:
         yield client
 
 
@@ -161,7 +161,7 @@ def test_uvicorn_access_log_is_replaced_by_ours(server: Server, http: httpx.Clie
 
 def test_console_format_is_for_humans(tmp_path: Path) -> None:
     with serve(tmp_path, "--log-format", "console") as running:
-        httpx.get(running.url + "/healthz", headers={"X-Request-ID": "human-1"})
+        httpx.get(running.url("/healthz"), headers={"X-Request-ID": "human-1"})
         line = running.wait_for_line(lambda line: "human-1" in line.get("raw", ""))
     text = line["raw"]
     assert "request" in text

@@ -7,31 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.problems import CATALOG, MEDIA_TYPE, TYPE_PREFIX
+from app.api.problems import CATALOG
 from app.main import create_app
 from app.settings import Settings
-from tests.fs import bind_mount, remount, snapshot
+from tests.support.mounts import bind_mount, remount, skip_if_not_permitted
+from tests.support.problems import assert_problem
+from tests.support.snapshot import snapshot
 
 DELETE = "/steps/delete"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Check the RFC 9457 shape and return the body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == MEDIA_TYPE
-    body: dict[str, Any] = response.json()
-    assert body["type"] == TYPE_PREFIX + code
-    assert body["title"] == CATALOG[code].title
-    assert body["status"] == status
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    assert "Traceback" not in response.text
-    return body
 
 
 class TestInvalidRequest:
@@ -148,7 +134,7 @@ class TestOutsideWorkspace:
     def test_a_mount_point_is_refused(self, client: TestClient, root_dir: Path) -> None:
         (root_dir / "m").mkdir()
         (root_dir / "keep").write_text("x")
-        with bind_mount(root_dir.parent / "outside", root_dir / "m"):
+        with skip_if_not_permitted(), bind_mount(root_dir.parent / "outside", root_dir / "m"):
             response = client.post(DELETE, json={"paths": ["keep", "m"]})
             assert_problem(response, 422, "path_outside_workspace")
             assert (root_dir / "m" / "precious.txt").exists()
@@ -195,16 +181,16 @@ def read_only_client(root_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     """The application over ``root_dir`` (bind-mounted onto itself), which turns read-only
     once the service has started: start-up writes the root's private ``.stepd`` area."""
     (root_dir / "f").write_text("x")
-    with bind_mount(root_dir, root_dir):
+    with skip_if_not_permitted(), bind_mount(root_dir, root_dir):
         # State elsewhere: a file open for writing (SQLite's) would keep the remount from
         # succeeding.
         app = create_app(Settings(workspace_root=root_dir, state_dir=tmp_path / "state"))
         with TestClient(app) as client:
-            remount(root_dir, "ro")
+            remount(root_dir, "bind,ro")
             try:
                 yield client
             finally:
-                remount(root_dir, "rw")
+                remount(root_dir, "bind,rw")
 
 
 def test_a_read_only_filesystem(read_only_client: TestClient, root_dir: Path) -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.deploy.image import DOCKERFILE, Image, expand, json_list, read_image
-from tests.live_server import free_port, running
+from tests.support.server import free_port, running
 
 VENV_BIN = Path(sys.executable).parent
 IMAGE_VENV = "/opt/stepd"
@@ -136,7 +136,8 @@ def test_image_command_serves_and_health_check_tracks_it(image: Image, tmp_path:
     port = free_port()
     environment = _local_environment(image, workspace, tokens, port)
 
-    with running(image.start_argv, environment, f"http://127.0.0.1:{port}") as base_url:
+    with running(image.start_argv, env=environment) as server:
+        base_url = server.base_url
         assert _health_check(image, environment) == 0
         response = httpx.post(
             f"{base_url}/steps/delete",

@@ -8,8 +8,7 @@ process, and the step's own expressions judge the answer.
 from __future__ import annotations
 
 import json
-import os
-import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from tests.examples.kargo import HttpOutcome, evaluate_config, http_outcome
-from tests.live_server import free_port, running
+from tests.support.server import serve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kargo"
 TOKEN = "kargo-example-test-token"
@@ -40,18 +39,20 @@ def stepd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     root = home / "root"
     root.mkdir()
     (home / "tokens").write_text(f"{TOKEN}\n")
-    port = free_port()
-    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workspace-root", str(root)]
-    env = dict(os.environ, STEPD_AUTH_TOKENS_FILE=str(home / "tokens"))
-    with running(command, env, f"http://127.0.0.1:{port}") as base_url:
-        yield base_url, root
+    with serve(root, env={"STEPD_AUTH_TOKENS_FILE": str(home / "tokens")}) as server:
+        yield server.base_url, root
 
 
-def _promote(task: dict[str, Any], stepd_url: str, **test_vars: str) -> tuple[int, HttpOutcome]:
-    """Run the task's http step as Kargo would, with ``test_vars`` over the defaults;
-    the HTTP status stepd answered and what the step made of it."""
-    env: dict[str, Any] = {"ctx": {"stage": "test", "project": "kargo-demo"}}
+def _promote(
+    task: dict[str, Any], stepd_url: str, promotion: str = "", **test_vars: str
+) -> tuple[httpx.Response, HttpOutcome]:
+    """Run the task's http step as Kargo would in Promotion ``promotion`` (a fresh one by
+    default), with ``test_vars`` over the defaults; stepd's answer and what the step made
+    of it."""
+    promotion = promotion or f"test.{uuid.uuid4().hex}"
+    env: dict[str, Any] = {
+        "ctx": {"stage": "test", "project": "kargo-demo", "promotion": promotion}
+    }
     env["vars"] = {}
     for var in task["spec"]["vars"]:
         if var["name"] in test_vars:
@@ -74,7 +75,7 @@ def _promote(task: dict[str, Any], stepd_url: str, **test_vars: str) -> tuple[in
     )
     body = json.loads(response.content) if response.content else {}
     response_env = {"status": response.status_code, "headers": {}, "body": body}
-    return response.status_code, http_outcome(config, response_env)
+    return response, http_outcome(config, response_env)
 
 
 def test_task_is_an_http_post_to_the_delete_endpoint_with_a_bearer_token(
@@ -86,10 +87,15 @@ def test_task_is_an_http_post_to_the_delete_endpoint_with_a_bearer_token(
         "secrets": {SECRET_NAME: {"token": TOKEN}},
     }
     env["vars"] |= {"workspace": "dev", "path": "out", "strict": "false"}
+    env["vars"]["idempotencyKey"] = "promotion-1"
     config = evaluate_config(task["spec"]["steps"][0]["config"], env)
     assert (config["method"], config["url"]) == ("POST", "http://stepd:8080/steps/delete")
     headers = {h["name"]: h["value"] for h in config["headers"]}
-    assert headers == {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    assert headers == {
+        "Authorization": f"Bearer {TOKEN}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": "promotion-1",
+    }
     assert json.loads(config["body"]) == {
         "apiVersion": "v1",
         "workspace": "dev",
@@ -106,9 +112,9 @@ def test_200_succeeds_and_outputs_what_was_deleted(
     (root / "promo-1" / "out").mkdir(parents=True)
     (root / "promo-1" / "out" / "values.yaml").write_text("x")
 
-    status, outcome = _promote(task, url, workspace="promo-1", path="out/", strict="false")
+    response, outcome = _promote(task, url, workspace="promo-1", path="out/", strict="false")
 
-    assert status == 200
+    assert response.status_code == 200
     assert outcome.status == "Succeeded"
     assert outcome.outputs == {"deleted": ["out"], "absent": []}
     assert not (root / "promo-1" / "out").exists()
@@ -128,9 +134,9 @@ def test_strict_404_fails_the_promotion_terminally(
     url, root = stepd
     (root / "promo-2").mkdir()
 
-    status, outcome = _promote(task, url, workspace="promo-2", path="never-there", strict="true")
+    response, outcome = _promote(task, url, workspace="promo-2", path="never-there", strict="true")
 
-    assert status == 404
+    assert response.status_code == 404
     assert outcome.status == "Failed"
     assert outcome.message is not None
     assert "never-there" in outcome.message
@@ -142,13 +148,31 @@ def test_422_fails_the_promotion_terminally_and_touches_nothing(
     url, root = stepd
     (root.parent / "outside.txt").write_text("keep me")
 
-    status, outcome = _promote(
+    response, outcome = _promote(
         task, url, workspace="promo-3", path="../../outside.txt", strict="false"
     )
 
-    assert status == 422
+    assert response.status_code == 422
     assert outcome.status == "Failed"
     assert (root.parent / "outside.txt").read_text() == "keep me"
+
+
+def test_a_retried_step_gets_the_first_answer_again(
+    task: dict[str, Any], stepd: tuple[str, Path]
+) -> None:
+    url, root = stepd
+    (root / "promo-4" / "out").mkdir(parents=True)
+    promote = {"promotion": "promo-4.retried", "workspace": "promo-4", "path": "out"}
+
+    first, first_outcome = _promote(task, url, **promote)
+    retry, retry_outcome = _promote(task, url, **promote)
+    again, again_outcome = _promote(task, url, **{**promote, "promotion": "promo-4.next"})
+
+    assert (first.status_code, retry.status_code) == (200, 200)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry_outcome.outputs == first_outcome.outputs == {"deleted": ["out"], "absent": []}
+    assert "Idempotent-Replayed" not in again.headers
+    assert again_outcome.outputs == {"deleted": [], "absent": ["out"]}
 
 
 @pytest.mark.parametrize(("status", "expected"), [(503, "Running"), (500, "Running")])

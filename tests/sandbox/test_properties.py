@@ -22,8 +22,8 @@ from app.sandbox.errors import InvalidPath, OutsideRoot, SandboxError
 from app.sandbox.paths import split
 from app.steps.errors import StepError
 from app.steps.workspace import RESERVED, RESERVED_NAME
-from tests.fs import snapshot
 from tests.steps.running import open_workspace, run_delete
+from tests.support.snapshot import snapshot
 
 NAMES = ["a", "b", "l", "é", "a b", "\u202eRTL", "*", "[x]", ".stepd"]
 SEGMENTS = [*NAMES, "..", ".", "", "...", "~", "\\", "outside", "sibling", "ws", "**"]

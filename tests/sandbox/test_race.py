@@ -12,7 +12,7 @@ import pytest
 
 from app.sandbox import Root
 from app.sandbox.errors import SandboxError
-from tests.fs import snapshot
+from tests.support.snapshot import snapshot
 
 # How long the swapping goes on: long enough for many thousand interleavings, not a limit
 # anything is measured against.

@@ -11,7 +11,9 @@ import pytest
 
 from app.sandbox import EntryKind, Root
 from app.sandbox.errors import OutsideRoot
-from tests.fs import bind_mount, make_deep_tree, snapshot
+from tests.support.mounts import bind_mount, skip_if_not_permitted
+from tests.support.snapshot import snapshot
+from tests.support.trees import deep_tree
 
 
 @pytest.fixture
@@ -70,16 +72,13 @@ def test_symlinks_inside_a_removed_tree_are_not_followed(
 
 
 @pytest.fixture
-def deep_tree(root_dir: Path) -> Iterator[None]:
-    """``d/d/.../d`` 1500 levels deep; removed afterwards even if the test failed, since
-    pytest's own clean-up (``shutil.rmtree``) would hit RecursionError on it."""
-    make_deep_tree(root_dir, 1500)
-    yield
-    with Root.open(root_dir) as cleaner:
-        cleaner.remove("d")
+def deep(root_dir: Path) -> Iterator[None]:
+    """``d/d/.../d`` 1500 levels deep (removed afterwards even if the test failed)."""
+    with deep_tree(root_dir, 1500, leaf="bottom.txt"):
+        yield
 
 
-@pytest.mark.usefixtures("deep_tree")
+@pytest.mark.usefixtures("deep")
 def test_a_tree_deeper_than_the_recursion_limit_is_removed(root: Root, root_dir: Path) -> None:
     (root_dir / "keep").write_text("x")
     entry = root.lookup("d")
@@ -113,7 +112,7 @@ class TestMountPoints:
     ) -> None:
         (root_dir / "m").mkdir()
         before = snapshot(outside)
-        with bind_mount(mounted, root_dir / "m"):
+        with skip_if_not_permitted(), bind_mount(mounted, root_dir / "m"):
             for path in ("m", "m/"):
                 with pytest.raises(OutsideRoot):
                     root.lookup(path)
@@ -128,7 +127,7 @@ class TestMountPoints:
         (root_dir / "m").mkdir()
         (root_dir / "l").symlink_to("m")
         before = snapshot(outside)
-        with bind_mount(mounted, root_dir / "m"):
+        with skip_if_not_permitted(), bind_mount(mounted, root_dir / "m"):
             for path in ("m/inner", "m/inner/data.txt", "l/inner/data.txt", "m/missing"):
                 with pytest.raises(OutsideRoot):
                     root.lookup(path)
@@ -146,7 +145,7 @@ class TestMountPoints:
         (root_dir / target / "sub" / "z-sibling.txt").write_text("x")
         inside_before = snapshot(root_dir)
         outside_before = snapshot(outside)
-        with bind_mount(mounted, root_dir / target / "sub" / "m"):
+        with skip_if_not_permitted(), bind_mount(mounted, root_dir / target / "sub" / "m"):
             with pytest.raises(OutsideRoot):
                 root.lookup(target)
             with pytest.raises(OutsideRoot):
@@ -159,7 +158,7 @@ class TestMountPoints:
     ) -> None:
         (root_dir / "f").write_text("placeholder")
         before = snapshot(outside)
-        with bind_mount(outside / "precious.txt", root_dir / "f"):
+        with skip_if_not_permitted(), bind_mount(outside / "precious.txt", root_dir / "f"):
             with pytest.raises(OutsideRoot):
                 root.lookup("f")
             with pytest.raises(OutsideRoot):
@@ -173,7 +172,11 @@ class TestMountPoints:
         (root_dir / "d").mkdir()
         (root_dir / "d" / "f").write_text("placeholder")
         before = snapshot(root_dir)
-        with bind_mount(outside / "precious.txt", root_dir / "d" / "f"), pytest.raises(OutsideRoot):
+        with (
+            skip_if_not_permitted(),
+            bind_mount(outside / "precious.txt", root_dir / "d" / "f"),
+            pytest.raises(OutsideRoot),
+        ):
             root.remove("d")
         assert snapshot(root_dir) == before
 
@@ -181,5 +184,9 @@ class TestMountPoints:
         self, root: Root, root_dir: Path, mounted: Path
     ) -> None:
         (root_dir / "ws").mkdir()
-        with bind_mount(mounted, root_dir / "ws"), pytest.raises(OutsideRoot):
+        with (
+            skip_if_not_permitted(),
+            bind_mount(mounted, root_dir / "ws"),
+            pytest.raises(OutsideRoot),
+        ):
             root.open_subdir("ws")

@@ -10,7 +10,7 @@ import pytest
 from app.sandbox import EntryKind, Root
 from app.sandbox.errors import InvalidPath, OutsideRoot, SymlinkLoop
 from app.steps.workspace import RESERVED_NAME
-from tests.fs import snapshot
+from tests.support.snapshot import snapshot
 
 
 def test_a_file_is_removed(root: Root, root_dir: Path) -> None:

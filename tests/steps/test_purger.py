@@ -97,6 +97,7 @@ def test_purger_resumes_what_a_previous_run_left(
         (leftover / "0" / "deep").mkdir(parents=True)
         (leftover / "0" / "deep" / "file").write_text("x")
     purger.start()
+    staging.ready()  # recovery hands the leftovers over
     assert purger.wait_idle(timeout=60)
     assert _trash(tree) == []
     assert (tree / "d" / "e" / "f").exists()  # the workspace is left alone

@@ -10,7 +10,7 @@ import pytest
 
 from app.sandbox import Entry, Root
 from app.steps.staging import JOURNAL, Staging, TxnState
-from tests.system.tree import snapshot
+from tests.support.snapshot import Snapshot, snapshot
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def _entries(root: Root, *paths: str) -> list[Entry]:
     return [e for e in entries if e is not None]
 
 
-def _workspace_snapshot(root_dir: Path) -> dict[str, object]:
-    return {k: v for k, v in snapshot(root_dir).items() if not k.startswith(".stepd")}
+def _workspace_snapshot(root_dir: Path) -> Snapshot:
+    return snapshot(root_dir, exclude=(root_dir / ".stepd",), mtimes=True)
 
 
 def test_rollback_restores_exactly(root: Root, staging: Staging, tree: Path) -> None:

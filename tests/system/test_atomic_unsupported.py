@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.system.server import Server
+from tests.support.server import Server, stepd_command
 
 MOUNT_STAGING = 'mkdir -p "$0/.stepd" && mount -t tmpfs stepd-test "$0/.stepd" && exec "$@"'
 
@@ -36,12 +36,12 @@ def test_atomic_batch_across_filesystems_deletes_nothing(root_dir: Path, tmp_pat
     (root_dir / "out").mkdir()
     (root_dir / "out" / "f").write_text("f")
     (root_dir / "keep").write_text("k")
-    server = Server(root_dir, prefix=["unshare", "-m", "sh", "-c", MOUNT_STAGING, str(root_dir)])
-    server.start()
+    unshare = ["unshare", "-m", "sh", "-c", MOUNT_STAGING, str(root_dir)]
+    server = Server.start([*unshare, *stepd_command(root_dir)])
     try:
         steps = [{"uses": "delete", "config": {"path": p}} for p in ("keep", "out")]
-        atomic = httpx.post(server.url + "/steps/batch", json={"atomic": True, "steps": steps})
-        plain = httpx.post(server.url + "/steps/batch", json={"steps": steps[:1]})
+        atomic = httpx.post(server.url("/steps/batch"), json={"atomic": True, "steps": steps})
+        plain = httpx.post(server.url("/steps/batch"), json={"steps": steps[:1]})
     finally:
         server.stop()
     assert atomic.status_code == 409

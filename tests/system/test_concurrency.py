@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
-from tests.system.server import Server
-from tests.system.tree import snapshot, trash_emptied
+from tests.support.server import Server, stepd_command
+from tests.support.snapshot import snapshot
+from tests.support.trash import trash_emptied
 
 GROUPS, FILES, REQUESTS, WORKERS = 8, 24, 240, 16
 
@@ -63,10 +64,10 @@ def _request(rng: random.Random) -> tuple[str, dict[str, Any], list[str]]:
 
 def test_concurrent_overlapping_requests(root_dir: Path) -> None:
     _tree(root_dir / "ws")
-    before = snapshot(root_dir / "ws")
+    before = snapshot(root_dir / "ws", mtimes=True)
     rng = random.Random(7)
     requests = [_request(rng) for _ in range(REQUESTS)]
-    server = Server(root_dir).start()
+    server = Server.start(stepd_command(root_dir))
     try:
         with server.client() as client:
 
@@ -89,7 +90,7 @@ def test_concurrent_overlapping_requests(root_dir: Path) -> None:
             assert answer.status_code == 404, answer.text
             assert answer.json()["rolledBack"] is True
     gone = {path for path in before if any(path == t or path.startswith(t + "/") for t in deleted)}
-    after = snapshot(root_dir / "ws")
+    after = snapshot(root_dir / "ws", mtimes=True)
     assert set(after) == set(before) - gone
     for path, entry in after.items():
         if entry[0] == "file":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.server import Server
+from tests.support.server import Server, stepd_command
 from tests.system.test_atomic_unsupported import MOUNT_STAGING, _can_mount
 
 
@@ -22,8 +22,8 @@ def test_delete_across_filesystems_deletes_in_place(root_dir: Path, tmp_path: Pa
     (root_dir / "ws" / "out" / "sub" / "f").write_text("f")
     (root_dir / "ws" / "file").write_text("x")
     (root_dir / "ws" / "keep").write_text("k")
-    server = Server(root_dir, prefix=["unshare", "-m", "sh", "-c", MOUNT_STAGING, str(root_dir)])
-    server.start()
+    unshare = ["unshare", "-m", "sh", "-c", MOUNT_STAGING, str(root_dir)]
+    server = Server.start([*unshare, *stepd_command(root_dir)])
     try:
         with server.client() as client:
             body = {"workspace": "ws", "paths": ["out", "file"]}

@@ -12,8 +12,10 @@ import os
 import threading
 from pathlib import Path
 
-from tests.system.server import Server
-from tests.system.tree import build_tree, matches, snapshot, trash_emptied, without
+from tests.support.server import Server, clean_environment, serve, stepd_command
+from tests.support.snapshot import ANY_MTIME, matches, snapshot, without
+from tests.support.trash import trash_emptied
+from tests.support.trees import build_tree
 
 SLOW_PURGE = {"STEPD_PURGE_SLICE": "0.001", "STEPD_PURGE_PAUSE": "0.5"}
 
@@ -27,13 +29,12 @@ def test_purge_resumes_after_kill9(root_dir: Path) -> None:
     build_tree(root_dir / "ws" / "kept", dirs=2, subdirs=2, files=3)
     (root_dir / "other").mkdir()
     (root_dir / "other" / "file").write_text("other")
-    expected = without(snapshot(root_dir), ["ws/big"])
-    kind, mode, _, data = expected["."]
-    expected["."] = (kind, mode, -1, data)  # the root gains .stepd
-    outside = snapshot(root_dir.parent / "outside")
+    expected = without(snapshot(root_dir, mtimes=True), ["ws/big"])
+    expected["."] = (*expected["."][:-1], ANY_MTIME)  # the root gains .stepd
+    outside = snapshot(root_dir.parent / "outside", mtimes=True)
     trash = root_dir / ".stepd" / "trash"
 
-    server = Server(root_dir, env=SLOW_PURGE).start()
+    server = Server.start(stepd_command(root_dir), env=clean_environment(SLOW_PURGE))
     stop_trickle = threading.Event()
     try:
         with server.client() as client:
@@ -59,14 +60,11 @@ def test_purge_resumes_after_kill9(root_dir: Path) -> None:
     assert held > 1000, "the purge was not under way when the server was killed"
     assert _count(trash) > 0
 
-    server = Server(root_dir).start()
-    try:
+    with serve(root_dir) as server:
         assert trash_emptied(root_dir)
         with server.client() as client:
             backlog = client.get("/readyz").json()["purgeBacklog"]
-    finally:
-        server.stop()
     assert backlog == {"entries": 0, "bytes": 0}
-    after = {k: v for k, v in snapshot(root_dir).items() if not k.startswith(".stepd")}
+    after = {k: v for k, v in snapshot(root_dir, mtimes=True).items() if not k.startswith(".stepd")}
     assert matches(after, expected)
-    assert snapshot(root_dir.parent / "outside") == outside
+    assert snapshot(root_dir.parent / "outside", mtimes=True) == outside

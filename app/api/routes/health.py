@@ -1,4 +1,11 @@
-"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its work)."""
+"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its work).
+
+Readiness is ``503 not_ready`` when no step can succeed: the root is gone, read-only or
+not writable, or an atomic batch a killed process left is not recovered yet. A root whose
+filesystem is full stays ready, ``degraded``: deletes still work there, and they are how
+space comes back, so traffic must keep reaching the service. The probe also retries what
+a degraded start could not do, so the service recovers without a restart.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,19 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import TrashPurger, WorkspaceRoot
+from app.api.deps import IdempotencyRecords, RootStaging, TrashPurger, WorkspaceRoot
 from app.api.examples import ok_examples
 from app.api.problems import problem_response, problem_responses
+from app.idempotency.deferred import DeferredStore
+from app.sandbox.errors import SandboxError
+from app.steps.staging import Staging
 
 router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`ok` (liveness); `ready` or `degraded` (readiness).")
+    detail: str | None = Field(None, description="What is degraded, and what that affects.")
 
 
 class PurgeBacklog(BaseModel):
@@ -39,6 +50,7 @@ class Readiness(Health):
     description="Always `200` while the process serves requests; it touches nothing else, "
     "so a failing liveness probe means the process is stuck or gone.",
     response_model=Health,
+    response_model_exclude_none=True,
     responses=ok_examples({"alive": {"summary": "The process serves", "value": {"status": "ok"}}}),
 )
 def healthz() -> Health:
@@ -50,36 +62,90 @@ def healthz() -> Health:
     "/readyz",
     operation_id="getReadiness",
     summary="Readiness",
-    description="`200` when the workspace root is still a directory stepd can write to; "
-    "`503 not_ready` when it was removed, or is read-only or not writable, so that "
-    "traffic goes elsewhere until it is fixed. `purgeBacklog` tells what deleted entries "
-    "the background purger has yet to free.",
+    description="`200 ready` when the workspace root is a directory stepd can write to; "
+    "`200 degraded` (with `detail`) when it works but not fully: the filesystem is full "
+    "(deletes still work), or the staging area or the idempotency store cannot be opened "
+    "(atomic batches, or requests with an Idempotency-Key, answer that problem). "
+    "`503 not_ready` when the root was removed, is read-only or not writable, or an "
+    "interrupted atomic batch cannot be recovered yet, so that traffic goes elsewhere "
+    "until it is fixed. Each call retries what a degraded start could not do. "
+    "`purgeBacklog` tells what deleted entries the background purger has yet to free.",
     response_model=Readiness,
-    response_model_by_alias=True,
     responses=ok_examples(
         {
             "ready": {
                 "summary": "Ready to run steps",
                 "value": {"status": "ready", "purgeBacklog": {"entries": 0, "bytes": 0}},
-            }
+            },
+            "degraded": {
+                "summary": "Full filesystem: deletes work, other work may not",
+                "value": {
+                    "status": "degraded",
+                    "detail": "the workspace filesystem is full; deletes still work",
+                    "purgeBacklog": {"entries": 2, "bytes": None},
+                },
+            },
         }
     )
     | problem_responses("not_ready"),
 )
-def readyz(root: WorkspaceRoot, purger: TrashPurger) -> Readiness | JSONResponse:
+def readyz(
+    root: WorkspaceRoot, staging: RootStaging, store: IdempotencyRecords, purger: TrashPurger
+) -> JSONResponse:
     """The readiness probe: checks the workspace root through its open descriptor."""
     try:
         st = os.fstat(root.fd)
-        read_only = bool(os.fstatvfs(root.fd).f_flag & os.ST_RDONLY)
+        vfs = os.fstatvfs(root.fd)
+        read_only = bool(vfs.f_flag & os.ST_RDONLY)
         writable = not read_only and os.access(f"/proc/self/fd/{root.fd}", os.W_OK)
     except OSError as exc:
         return problem_response("not_ready", f"workspace root unusable: {exc.strerror}")
     if st.st_nlink == 0:
         return problem_response("not_ready", "workspace root was removed")
-    if not writable:
-        return problem_response("not_ready", "workspace root is not writable")
+    reasons = []
+    if read_only:
+        reasons.append("workspace root is on a read-only filesystem")
+    elif not writable:
+        reasons.append("workspace root is not writable")
+    try:
+        staging.ready()
+    except SandboxError as exc:
+        reasons.append(f"an interrupted atomic batch cannot be rolled back yet: {exc.message}")
+    if reasons:
+        return problem_response("not_ready", "; ".join(reasons))
+    degraded = _degraded(vfs, staging, store)
     backlog = purger.backlog()
-    return Readiness(
-        status="ready",
+    readiness = Readiness(
+        status="degraded" if degraded else "ready",
+        detail="; ".join(degraded) or None,
         purgeBacklog=PurgeBacklog(entries=backlog.entries, bytes=backlog.bytes),
     )
+    # Serialised here: ``detail`` only when degraded, but ``bytes`` even when null.
+    body = readiness.model_dump(
+        mode="json", by_alias=True, exclude={"detail"} if not degraded else None
+    )
+    return JSONResponse(body)
+
+
+def _degraded(vfs: os.statvfs_result, staging: RootStaging, store: IdempotencyRecords) -> list[str]:
+    """What works only in part, each with what it affects."""
+    reasons = []
+    if vfs.f_bavail == 0 or (vfs.f_files and vfs.f_favail == 0):
+        reasons.append("the workspace filesystem is full; deletes still work")
+    return reasons + missing_state(staging, store)
+
+
+def missing_state(staging: Staging, store: DeferredStore) -> list[str]:
+    """Make the staging area and open the idempotency store if they are not yet; what
+    cannot be made, with its problem code and what it affects."""
+    missing = []
+    try:
+        staging.prepare()
+    except SandboxError as exc:
+        missing.append(f"atomic batches unavailable ({exc.code}): {exc.message}")
+    if (unavailable := store.unavailable()) is not None:
+        missing.append(
+            f"requests with an Idempotency-Key unavailable ({unavailable.code}): "
+            f"{unavailable.message}"
+        )
+    return missing

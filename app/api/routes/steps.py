@@ -155,6 +155,7 @@ BATCH_RESULT_EXAMPLES: dict[str, Any] = {
 
 # The problems both step endpoints can answer with.
 STEP_PROBLEMS = (
+    "http_error",
     "unauthorized",
     "request_timeout",
     "payload_too_large",
@@ -165,6 +166,8 @@ STEP_PROBLEMS = (
     "too_many_segments",
     "path_outside_workspace",
     "invalid_glob",
+    "symlink_loop",
+    "name_too_long",
     "not_found",
     "permission_denied",
     "read_only_filesystem",
@@ -173,6 +176,7 @@ STEP_PROBLEMS = (
     "idempotency_key_in_flight",
     "idempotency_key_reused",
     "no_space",
+    "too_many_open_files",
     "io_error",
     "internal",
 )
