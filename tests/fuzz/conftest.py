@@ -20,6 +20,7 @@ from app.main import IDEMPOTENCY_DB
 from app.steps.workspace import RESERVED_NAME
 from tests.support.server import Server, serve
 from tests.support.snapshot import Snapshot, changes, snapshot
+from tests.support.trash import trash_emptied
 
 # Requests each suite sent, by what it was testing: printed at the end of the run.
 REQUESTS_SENT: Counter[str] = Counter()
@@ -71,7 +72,10 @@ class Tree:
 
     def protected(self) -> Snapshot:
         """Everything a request must never change: all but the workspace, plus ``.stepd``
-        (but for the idempotency records stepd itself keeps there)."""
+        (but for the idempotency records stepd itself keeps there), once the background
+        purger has freed what deletes detached into the trash."""
+        if (self.root / RESERVED_NAME / "trash").exists():
+            assert trash_emptied(self.root), "the purger did not empty the trash"
         outside_root = snapshot(self.base, exclude=(self.root,))
         state = self.root / RESERVED_NAME / "state"
         reserved = snapshot(

@@ -82,7 +82,7 @@ def healthz() -> Health:
                 "value": {
                     "status": "degraded",
                     "detail": "the workspace filesystem is full; deletes still work",
-                    "purgeBacklog": {"entries": 2, "bytes": None},
+                    "purgeBacklog": {"entries": 2, "bytes": 2097152},
                 },
             },
         }
