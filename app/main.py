@@ -139,8 +139,16 @@ class _App(FastAPI):
         return RequestObserver(super().build_middleware_stack(), self.state.metrics)
 
 
+REQUEST_ID_HEADER = {
+    "description": "The caller's `X-Request-ID` when it is 1..128 visible ASCII characters, "
+    "otherwise one stepd made; the request's log line carries it too.",
+    "schema": {"type": "string", "maxLength": 128},
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with the ``Problem`` schema every error response refers to."""
+    """The OpenAPI document, with the ``Problem`` schema every error response refers to
+    and the ``X-Request-ID`` header every response carries."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title,
@@ -156,5 +164,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             schemas.pop(name, None)
         # No authentication unless an operation says otherwise.
         schema.setdefault("security", [])
+        schema["components"]["headers"] = {"X-Request-ID": REQUEST_ID_HEADER}
+        for item in schema["paths"].values():
+            for operation in item.values():
+                for response in operation["responses"].values():
+                    response.setdefault("headers", {})["X-Request-ID"] = {
+                        "$ref": "#/components/headers/X-Request-ID"
+                    }
         app.openapi_schema = schema
     return app.openapi_schema

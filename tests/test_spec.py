@@ -79,3 +79,13 @@ def test_error_responses_are_problems(document: dict[str, Any]) -> None:
         assert content["application/problem+json"]["schema"] == {
             "$ref": "#/components/schemas/Problem"
         }
+
+
+def test_every_response_documents_the_request_id_header(document: dict[str, Any]) -> None:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                assert response["headers"]["X-Request-ID"] == {
+                    "$ref": "#/components/headers/X-Request-ID"
+                }, (path, method, status)
+    assert "schema" in document["components"]["headers"]["X-Request-ID"]
