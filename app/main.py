@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,19 +19,22 @@ from app.api.idempotency import IdempotencyMiddleware
 from app.api.limits import LimitsMiddleware
 from app.api.routes import docs, health, metrics, steps
 from app.api.tokens import TokenFile
-from app.idempotency.deferred import DeferredStore
+from app.idempotency.deferred import DeferredStore, Opened
+from app.idempotency.lease import LeaseKeeper
 from app.idempotency.sqlite import SQLiteStore
+from app.idempotency.store import StoreUnavailable, new_owner
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
 from app.sandbox import Root
-from app.settings import Settings, check_workspace_root, state_dir
+from app.sandbox.errors import SandboxError, from_os_error
+from app.settings import Settings, check_workspace_root, instance_id
+from app.steps.area import StateArea, Unusable
 from app.steps.purger import Purger
 from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_DB = "idempotency.sqlite3"
 IDEMPOTENT_PATHS = ("/steps/delete", "/steps/batch")
 
 DESCRIPTION = """\
@@ -68,11 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pause_seconds=settings.purge_pause,
                 activity=app.state.metrics.activity,
             )
-            store = DeferredStore(
-                lambda: SQLiteStore(
-                    state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
-                )
-            )
+            owner = new_owner(instance_id(settings))
+            store = DeferredStore(lambda: _open_store(settings, staging.area, owner))
+            leases = LeaseKeeper(store, settings.idempotency_lease.total_seconds())
             try:
                 app.state.root = root
                 app.state.staging = staging
@@ -81,10 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.metrics.watch_purge_backlog(purger.backlog)
                 # Started first: recovery hands it what a killed process left in the trash.
                 purger.start()
+                leases.start()
                 try:
                     _prepare(staging, store)
                     yield
                 finally:
+                    leases.stop()
                     purger.stop()
             finally:
                 store.close()
@@ -117,6 +121,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(AuthMiddleware, tokens=tokens, metrics_auth=settings.metrics_auth)
     return app
+
+
+def _open_store(settings: Settings, area: StateArea, owner: str) -> Opened:
+    """The SQLite store in ``STEPD_STATE_DIR`` as the operator gave it, or by default in
+    ``.stepd/state``, reached through the sandbox and checked at each use (``area.py``)."""
+    try:
+        if settings.state_dir is not None:
+            directory = _open_state_dir(settings.state_dir)
+            current: Callable[[], bool] = lambda: True  # noqa: E731
+        else:
+            directory, current = area.open_state()
+    except Unusable as exc:
+        raise StoreUnavailable("io_error", f"the idempotency store is unavailable: {exc}") from None
+    except SandboxError as exc:
+        code = exc.code if exc.code in ("no_space", "read_only_filesystem") else "io_error"
+        message = f"the idempotency store is unavailable: {exc.message}"
+        raise StoreUnavailable(code, message) from None
+    store = SQLiteStore(
+        directory, settings.idempotency_ttl, owner=owner, lease=settings.idempotency_lease
+    )
+    return store, current
+
+
+def _open_state_dir(path: Path) -> Root:
+    """``STEPD_STATE_DIR``, made if missing: a place the operator chose, opened as given."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return Root.open(path)
+    except OSError as exc:
+        raise from_os_error(exc, "", "open the state directory") from None
 
 
 def _prepare(staging: Staging, store: DeferredStore) -> None:

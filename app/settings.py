@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from datetime import timedelta
 from pathlib import Path
@@ -66,6 +67,17 @@ class Settings(BaseSettings):
     )
     idempotency_ttl: timedelta = Field(
         timedelta(hours=24), description="How long an Idempotency-Key's response is kept."
+    )
+    idempotency_lease: timedelta = Field(
+        timedelta(seconds=30),
+        gt=timedelta(0),
+        description="How long a running request's claim of its Idempotency-Key holds without "
+        "being renewed (it is renewed every third of it); then another process may take it.",
+    )
+    instance_id: str | None = Field(
+        None,
+        min_length=1,
+        description="This instance's name in idempotency claims; default the host name.",
     )
     purge: Literal["background", "inline"] = Field(
         "background",
@@ -137,6 +149,6 @@ def check_tls(settings: Settings) -> None:
         raise ConfigError(f"cannot load TLS certificate {str(cert)!r}: {reason}") from None
 
 
-def state_dir(settings: Settings, root: Path) -> Path:
-    """The state directory (its store creates it); ``root`` is the resolved root."""
-    return settings.state_dir or root / ".stepd" / "state"
+def instance_id(settings: Settings) -> str:
+    """This instance's name (``STEPD_INSTANCE_ID``, default the host name)."""
+    return settings.instance_id or socket.gethostname()

@@ -130,6 +130,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "detail": "strict mode: nothing matches 'out'; nothing was deleted",
         "missing": ["out"],
     },
+    "permission_denied": {
+        "detail": "cannot delete 'b/locked.txt': Operation not permitted",
+        "path": "b/locked.txt",
+        "deleted": ["a"],
+    },
     "not_ready": {"detail": "workspace root is not writable"},
     "internal": {"detail": "an internal error occurred; it has been logged"},
 }

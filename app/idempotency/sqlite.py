@@ -3,23 +3,35 @@
 One connection, serialised by a lock (requests run in threads). WAL with
 ``synchronous=NORMAL``: a record survives the process being killed; a power cut may lose
 the last records, which only means such a request would run again. Expired records are
-deleted as new keys are claimed. Meant for the processes of one host sharing a state
-directory, one at a time (``release_stale`` at start-up assumes no other process is
-serving from it). Every SQLite or OS error becomes ``StoreUnavailable``, classified as a
-full disk, a read-only one, or another I/O failure.
+deleted as new keys are claimed. Several processes of one host may share a database
+(SQLite locks it); owners and leases keep their claims apart (see ``store.py``). Every
+SQLite or OS error becomes ``StoreUnavailable``, classified as a full disk, a read-only
+one, or another I/O failure.
+
+The database is reached through its directory's descriptor, never by path. SQLite's own
+Unix VFS turns every name into a canonical path (following each symlink on the way,
+``/proc/self/fd/N`` included) and opens that string, so a directory swapped in after the
+check would be followed; the store registers a VFS that inherits everything from it but
+that (``xFullPathname``), and opens ``/proc/self/fd/<directory>/idempotency.sqlite3``: the
+kernel resolves the descriptor to exactly the directory stepd opened and checked, and
+SQLite names its ``-wal``, ``-shm`` and ``-journal`` files the same way. Before opening,
+each of the four that exists must be a regular file of the directory's own mount, not a
+symlink (``Root.open_file``); that the directory lets nobody else plant one later is its
+opener's business (``app.steps.area``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
+
+import apsw
 
 from app.idempotency.store import (
     Claim,
@@ -28,6 +40,12 @@ from app.idempotency.store import (
     StoredResponse,
     StoreUnavailable,
 )
+from app.sandbox import Root
+from app.sandbox.errors import FilesystemError, SandboxError
+
+DATABASE = "idempotency.sqlite3"
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+VFS_NAME = "stepd-fd"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -39,107 +57,188 @@ CREATE TABLE IF NOT EXISTS idempotency (
     content_type TEXT,
     body         BLOB,
     expires_at   REAL NOT NULL,
+    owner        TEXT,
+    lease_until  REAL,
     PRIMARY KEY (caller, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 """
+# Columns later versions added, for databases made before them: their claims have no
+# owner and no lease, so they count as abandoned.
+_ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "REAL"}
+
+
+class _DescriptorVFS(apsw.VFS):
+    """SQLite's Unix VFS, but names are used as they are: never made canonical."""
+
+    def __init__(self) -> None:
+        super().__init__(VFS_NAME, "unix")
+
+    def xFullPathname(self, name: str) -> str:  # SQLite's name
+        return name
+
+
+_vfs: _DescriptorVFS | None = None
+_vfs_lock = threading.Lock()
+
+
+def _register_vfs() -> None:
+    global _vfs  # one registration per process
+    with _vfs_lock:
+        if _vfs is None:
+            _vfs = _DescriptorVFS()
 
 
 class SQLiteStore(IdempotencyStore):
-    """Records in the SQLite database at ``path`` (its directory is created, mode 0700);
-    each lives ``ttl`` after its claim."""
+    """Records in ``idempotency.sqlite3`` of ``directory`` (which the store takes over and
+    closes), for ``owner``; each lives ``ttl`` after its claim, and a claim's lease lasts
+    ``lease`` from its claim or last renewal."""
 
     def __init__(
-        self, path: Path, ttl: timedelta, *, clock: Callable[[], float] = time.time
+        self,
+        directory: Root,
+        ttl: timedelta,
+        *,
+        owner: str,
+        lease: timedelta,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._directory = directory
         self._ttl = ttl.total_seconds()
+        self._lease = lease.total_seconds()
+        self.owner = owner
         self._clock = clock
         self._lock = threading.Lock()
-        self._directory = path.parent
-        with self._translated():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
-            except BaseException:
-                self._db.close()
-                raise
+        try:
+            for name in (DATABASE, *(DATABASE + suffix for suffix in _SIDE_FILES)):
+                _check_file(directory, name)
+            _register_vfs()
+            with self._translated():
+                self._db = apsw.Connection(
+                    f"/proc/self/fd/{directory.fd}/{DATABASE}",
+                    flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
+                    vfs=VFS_NAME,
+                )
+                try:
+                    self._db.set_busy_timeout(30_000)
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                    self._db.execute(_SCHEMA)
+                    self._add_columns()
+                except BaseException:
+                    self._db.close()
+                    raise
+        except BaseException:
+            directory.close()
+            raise
 
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
         now = self._clock()
-        with self._lock, self._translated():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
-                row = self._db.execute(
-                    "SELECT fingerprint, in_flight, status, content_type, body FROM idempotency"
-                    " WHERE caller = ? AND key = ?",
-                    (caller, key),
-                ).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO idempotency (caller, key, fingerprint, in_flight, expires_at)"
-                        " VALUES (?, ?, ?, 1, ?)",
-                        (caller, key, fingerprint, now + self._ttl),
-                    )
-                    claim = Claim(ClaimOutcome.NEW)
-                elif row[0] != fingerprint:
-                    claim = Claim(ClaimOutcome.MISMATCH)
-                elif row[1]:
-                    claim = Claim(ClaimOutcome.IN_FLIGHT)
-                else:
-                    claim = Claim(ClaimOutcome.REPLAY, StoredResponse(row[2], row[3], row[4]))
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back already
-                    self._db.execute("ROLLBACK")
-                raise
-        return claim
+        with self._lock, self._translated(), self._transaction():
+            self._db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+            # A claim whose owner stopped renewing it is abandoned: as if it were absent.
+            self._db.execute(
+                "DELETE FROM idempotency WHERE caller = ? AND key = ? AND in_flight = 1"
+                " AND (lease_until IS NULL OR lease_until <= ?)",
+                (caller, key, now),
+            )
+            row = self._db.execute(
+                "SELECT fingerprint, in_flight, status, content_type, body FROM idempotency"
+                " WHERE caller = ? AND key = ?",
+                (caller, key),
+            ).fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO idempotency (caller, key, fingerprint, in_flight, expires_at,"
+                    " owner, lease_until) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                    (caller, key, fingerprint, now + self._ttl, self.owner, now + self._lease),
+                )
+                return Claim(ClaimOutcome.NEW)
+            if row[0] != fingerprint:
+                return Claim(ClaimOutcome.MISMATCH)
+            if row[1]:
+                return Claim(ClaimOutcome.IN_FLIGHT)
+            return Claim(ClaimOutcome.REPLAY, StoredResponse(row[2], row[3], bytes(row[4])))
 
     def complete(self, caller: str, key: str, response: StoredResponse) -> None:
         with self._lock, self._translated():
             self._db.execute(
-                "UPDATE idempotency SET in_flight = 0, status = ?, content_type = ?, body = ?"
-                " WHERE caller = ? AND key = ?",
-                (response.status, response.content_type, response.body, caller, key),
+                "UPDATE idempotency SET in_flight = 0, status = ?, content_type = ?, body = ?,"
+                " owner = NULL, lease_until = NULL"
+                " WHERE caller = ? AND key = ? AND in_flight = 1 AND owner = ?",
+                (response.status, response.content_type, response.body, caller, key, self.owner),
             )
 
     def release(self, caller: str, key: str) -> None:
         with self._lock, self._translated():
             self._db.execute(
-                "DELETE FROM idempotency WHERE caller = ? AND key = ? AND in_flight = 1",
-                (caller, key),
+                "DELETE FROM idempotency WHERE caller = ? AND key = ? AND in_flight = 1"
+                " AND owner = ?",
+                (caller, key, self.owner),
             )
 
-    def release_stale(self) -> int:
+    def renew(self) -> int:
         with self._lock, self._translated():
-            return self._db.execute("DELETE FROM idempotency WHERE in_flight = 1").rowcount
+            self._db.execute(
+                "UPDATE idempotency SET lease_until = ? WHERE in_flight = 1 AND owner = ?",
+                (self._clock() + self._lease, self.owner),
+            )
+            renewed: int = self._db.changes()
+            return renewed
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            try:
+                self._db.close()
+            finally:
+                self._directory.close()
+
+    def _add_columns(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(idempotency)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE idempotency ADD COLUMN {name} {kind}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if not self._db.getautocommit():  # SQLite may have rolled back already
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """Turn SQLite's and the OS's errors into ``StoreUnavailable``."""
         try:
             yield
-        except (sqlite3.Error, OSError) as exc:
+        except (apsw.Error, OSError) as exc:
             raise _unavailable(exc, self._directory) from exc
 
 
-def _unavailable(exc: sqlite3.Error | OSError, directory: Path) -> StoreUnavailable:
+def _check_file(directory: Root, name: str) -> None:
+    """Refuse ``name`` unless it is absent or a regular file of the directory's mount."""
+    try:
+        os.close(directory.open_file(name, os.O_RDONLY))
+    except FilesystemError as exc:
+        if exc.errno != errno.ENOENT:
+            raise _unavailable(OSError(exc.errno, exc.message), directory) from None
+    except SandboxError as exc:
+        raise StoreUnavailable(
+            "io_error", f"the idempotency store is unavailable: {exc.message} (refused)"
+        ) from None
+
+
+def _unavailable(exc: Any, directory: Root) -> StoreUnavailable:
     """Classify ``exc``; SQLite's own codes say little when a file cannot be opened, so
-    then the state directory's filesystem is asked whether it is read-only or full."""
-    result = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    then the directory's filesystem is asked whether it is read-only or full."""
     err = exc.errno if isinstance(exc, OSError) else None
-    if result == sqlite3.SQLITE_FULL or err in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(exc, apsw.FullError) or err in (errno.ENOSPC, errno.EDQUOT):
         code = "no_space"
-    elif result == sqlite3.SQLITE_READONLY or err == errno.EROFS:
+    elif isinstance(exc, apsw.ReadOnlyError) or err == errno.EROFS:
         code = "read_only_filesystem"
     else:
         code = _filesystem_state(directory)
@@ -147,16 +246,14 @@ def _unavailable(exc: sqlite3.Error | OSError, directory: Path) -> StoreUnavaila
     return StoreUnavailable(code, f"the idempotency store is unavailable: {reason}")
 
 
-def _filesystem_state(directory: Path) -> str:
-    """The problem code for the filesystem holding ``directory`` (or its nearest parent)."""
-    for candidate in (directory, *directory.parents):
-        try:
-            st = os.statvfs(candidate)
-        except OSError:
-            continue
-        if st.f_flag & os.ST_RDONLY:
-            return "read_only_filesystem"
-        if st.f_bavail == 0 or (st.f_files and st.f_favail == 0):  # some report no inodes
-            return "no_space"
-        break
+def _filesystem_state(directory: Root) -> str:
+    """The problem code for the filesystem holding ``directory``."""
+    try:
+        st = os.fstatvfs(directory.fd)
+    except OSError:
+        return "io_error"
+    if st.f_flag & os.ST_RDONLY:
+        return "read_only_filesystem"
+    if st.f_bavail == 0 or (st.f_files and st.f_favail == 0):  # some report no inodes
+        return "no_space"
     return "io_error"

@@ -1,17 +1,39 @@
 """Where the responses to requests with an Idempotency-Key are kept, behind a small
-interface so that a store shared by several replicas can replace the SQLite one.
+interface so that a store shared by several processes or replicas (PostgreSQL, say) can
+replace the SQLite one. Every implementation keeps these semantics, and the contract
+tests (``tests/idempotency/test_store_contract.py``) check them for each store.
 
 Records are keyed by (caller, key): ``caller`` names who sent the request (the bearer
 token's identity, "anonymous" without authentication), so that two callers' keys never
-collide. A record is
-first *in flight* (claimed by the request running now), then *complete* (holds the
-response to replay) until it expires.
+collide. A record is first *in flight* (claimed by the request running now), then
+*complete* (holds the response to replay) until it expires, ``ttl`` after its claim.
+
+Owners and leases. A store is opened for one *owner*: the process serving through it,
+named by its instance id and a nonce drawn at start-up (``new_owner``), so that a
+restarted instance with the same name is another owner. Each claim belongs to the owner
+that made it and holds a *lease*, ``lease`` long from the claim or its last renewal; the
+owner renews the leases of its claims while their requests run (``renew``, every third of
+the lease: ``lease.LeaseKeeper``). Then:
+
+* a claim whose lease holds is never dropped nor taken over: a request with its key
+  answers ``IN_FLIGHT`` for as long as the owner renews it, however long its request runs,
+  and whatever other process starts on the same store;
+* a claim whose lease lapsed (its owner died, or stalled longer than the lease) is
+  abandoned: the next claim of its key takes it over (``NEW``), whatever its fingerprint,
+  as if it were absent;
+* ``complete``, ``release`` and ``renew`` act on the store's owner's own claims only: an
+  owner whose claim was taken over can neither overwrite nor drop its successor's;
+* a complete record has no owner and no lease: any owner replays it until it expires.
+
+Times are the store's clock (wall-clock seconds): a store shared by several hosts must
+compare them on one clock (its database server's).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
@@ -50,8 +72,9 @@ class StoreUnavailable(Exception):
 
 
 class IdempotencyStore(ABC):
-    """Idempotency records. Implementations are safe to call from several threads, and
-    raise ``StoreUnavailable`` when their storage fails."""
+    """Idempotency records, claimed and completed for one owner (see the module doc).
+    Implementations are safe to call from several threads, and raise ``StoreUnavailable``
+    when their storage fails."""
 
     @abstractmethod
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
@@ -59,22 +82,27 @@ class IdempotencyStore(ABC):
 
     @abstractmethod
     def complete(self, caller: str, key: str, response: StoredResponse) -> None:
-        """Keep ``response`` as the answer to the claimed request, until it expires."""
+        """Keep ``response`` as the answer to the claimed request, until it expires (a
+        claim no longer the owner's is left as it is)."""
 
     @abstractmethod
     def release(self, caller: str, key: str) -> None:
-        """Drop a claim whose request produced nothing worth replaying; it may be retried."""
+        """Drop the owner's claim whose request produced nothing worth replaying; the key
+        may be used again at once."""
 
     @abstractmethod
-    def release_stale(self) -> int:
-        """Drop every in-flight claim left by a process that died; the number dropped.
-
-        Called at start-up, when no request of this store's process can be running.
-        """
+    def renew(self) -> int:
+        """Extend the lease of every claim the owner holds to ``lease`` from now; how many
+        there were."""
 
     @abstractmethod
     def close(self) -> None:
         """Release the store's resources."""
+
+
+def new_owner(instance: str) -> str:
+    """An owner name for this process: ``instance`` (STEPD_INSTANCE_ID) and a nonce."""
+    return f"{instance}/{secrets.token_hex(6)}"
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:

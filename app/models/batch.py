@@ -163,8 +163,10 @@ class StepFailure(BaseModel):
 
 
 class BatchStepResult(BaseModel):
-    """One step's result. `deleted`/`absent` are a `delete` step's outputs (empty unless it
-    succeeded); `error` is set when it is `Failed` or `Errored`."""
+    """One step's result. `deleted`/`absent` are a `delete` step's outputs: what it deleted,
+    even when it failed partway (then `error` says why it stopped), and what matched
+    nothing; empty when it was skipped or failed before deleting. `error` is set when it is
+    `Failed` or `Errored`."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -36,13 +36,20 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class PurgeBacklog(Protocol):
-    """What the purger has yet to free: ``entries``, and ``bytes`` (None when unknown)."""
+    """What the purger has yet to free: ``entries``, ``bytes`` (None when unknown), how
+    many are ``stuck`` (their purge failed), and the oldest one's age in seconds."""
 
     @property
     def entries(self) -> int: ...
 
     @property
     def bytes(self) -> int | None: ...
+
+    @property
+    def stuck(self) -> int: ...
+
+    @property
+    def oldest_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class Backlog:
 
     entries: int = 0
     bytes: int | None = 0
+    stuck: int = 0
+    oldest_seconds: float = 0.0
 
 
 NO_BACKLOG = Backlog()
@@ -106,6 +115,16 @@ class Metrics:
             "Bytes the purger has yet to free (NaN when unknown).",
             registry=self.registry,
         ).set_function(self._backlog_bytes)
+        Gauge(
+            "stepd_purge_backlog_stuck_entries",
+            "Of the backlog, entries the purger tried and failed to free; tried again.",
+            registry=self.registry,
+        ).set_function(lambda: self._backlog().stuck)
+        Gauge(
+            "stepd_purge_backlog_oldest_seconds",
+            "How long the oldest entry of the backlog has been waiting to be freed.",
+            registry=self.registry,
+        ).set_function(lambda: self._backlog().oldest_seconds)
 
     def watch_purge_backlog(self, source: Callable[[], PurgeBacklog]) -> None:
         """Read the purge backlog from ``source`` at each scrape; it must return at once

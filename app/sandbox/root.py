@@ -149,23 +149,59 @@ class Root:
         """The reserved top-level directory ``name``; None when it is absent and not
         ``create``d (mode 0700).
 
-        This is the only way into a reserved name. It must be a real directory, never a
-        symlink; unlike a workspace it may be a mount point of its own, in which case moving
-        entries into it fails with ``CrossDevice``.
+        This is the only way into a reserved name. Like a workspace, it must be a real
+        directory on the root's own mount: a symlink, a mount point or anything else in its
+        place is refused with ``OutsideRoot``.
         """
         if name not in self._reserved:
             raise InvalidPath(f"{name!r} is not a reserved name", path=name)
         if create:
             _mkdir(self._fd, name)
         try:
-            fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self._fd)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT and not create:
+            fd = self._opener.open_dir(self._fd, name, path=name)
+        except IsSymlink:
+            raise OutsideRoot(f"{name!r} is a symbolic link", path=name) from None
+        except Missing:
+            if lstat_at(self._fd, name, name) is None:
                 return None
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise OutsideRoot(f"{name!r} is not a directory", path=name) from None
-            raise from_os_error(exc, name, "open") from None
+            raise OutsideRoot(f"{name!r} is not a directory", path=name) from None
         return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
+
+    def open_file(self, name: str, flags: int, mode: int = 0o600) -> int:
+        """Open the regular file ``name`` of the root directory itself; the descriptor is
+        the caller's to close.
+
+        ``flags`` as for ``os.open`` (``O_CREAT`` makes it, with ``mode``). A symlink is never
+        followed, and a symlink, a mount point (a bind-mounted file) or anything but a
+        regular file there is refused with ``OutsideRoot``. Absent and not created:
+        ``FileNotFoundError``'s ``SandboxError``.
+        """
+        if "/" in name or name in ("", ".", "..") or name in self._reserved:
+            raise InvalidPath(f"{name!r} is not a file name of this directory", path=name)
+        try:
+            # O_NONBLOCK: a FIFO planted there must not block the open.
+            fd = os.open(
+                name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=self._fd
+            )
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutsideRoot(f"{name!r} is a symbolic link", path=name) from None
+            raise from_os_error(exc, name, "open") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutsideRoot(f"{name!r} is not a regular file", path=name)
+            if not self._opener.on_root_mount(fd):
+                raise OutsideRoot(f"{name!r} is a mount point", path=name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def same_entry(self, name: str, other: Root) -> bool:
+        """Whether ``name`` in the root directory itself is, right now, the directory open
+        as ``other`` (same device and inode; a symlink there is never followed)."""
+        st = lstat_at(self._fd, name, name)
+        return st is not None and identity(other.fd) == (st.st_dev, st.st_ino)
 
     def names(self) -> list[str]:
         """The names in the root directory itself, sorted (reserved ones left out)."""
@@ -186,7 +222,8 @@ class Root:
 
         ``real_path`` is an ``Entry.real_path``: it is resolved without following any
         symlink (one found on the way now means a concurrent change: ``Busy``), and the leaf
-        is moved as it is. ``CrossDevice`` when ``dest`` is on another filesystem.
+        is moved as it is. ``CrossDevice`` when ``dest`` is on another filesystem; a
+        ``FilesystemError`` with errno ENOENT and no path when ``dest`` was removed.
         """
         parts = split(real_path, limited=False)
         located = self._open_parent(parts, follow=False)
@@ -196,8 +233,11 @@ class Root:
         try:
             leaf = self._leaf(parts, real_parent)
             os.rename(leaf, name, src_dir_fd=parent_fd, dst_dir_fd=dest.fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if lstat_at(parent_fd, leaf, real_path) is None:
+                return False
+            # The entry is there: it is ``dest`` that was removed meanwhile.
+            raise from_os_error(exc, "", "move into a directory that is gone") from None
         except OSError as exc:
             raise from_os_error(exc, real_path, "move") from None
         finally:

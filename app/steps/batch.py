@@ -29,7 +29,7 @@ from typing import Any
 from app.models.internal import BatchRequest, BatchStep
 from app.sandbox import Entry, Root
 from app.sandbox.errors import Busy, IOFailure, NoSpace, SandboxError, TooManyOpenFiles
-from app.steps.context import Remove, StepContext, remove_in_place
+from app.steps.context import Incomplete, Remove, StepContext, remove_in_place
 from app.steps.errors import StepError
 from app.steps.purger import Purger
 from app.steps.registry import KINDS
@@ -50,7 +50,8 @@ class StepStatus(StrEnum):
 
 @dataclass(frozen=True)
 class StepResult:
-    """A step's fate: ``output`` (its kind's outcome) when it succeeded, else ``error``."""
+    """A step's fate: ``output`` (its kind's outcome) when it succeeded, else ``error``,
+    with ``output`` then telling what it did before failing (None if nothing was tried)."""
 
     alias: str
     uses: str
@@ -123,19 +124,31 @@ def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchRe
             last = results[-1]
             failed = StepResult(last.alias, last.uses, status_of(exc), error=exc)
             results[-1] = failed
-    txn.rollback()
-    return BatchResult(results, failed, rolled_back=True)
+    return BatchResult(results, failed, rolled_back=_roll_back(txn))
+
+
+def _roll_back(txn: Transaction) -> bool:
+    """Undo ``txn``; whether everything could be put back (or was superseded)."""
+    try:
+        return txn.rollback()
+    except SandboxError as exc:
+        log.error("atomic batch %s: rollback failed: %s", txn.id, exc)
+        return False
 
 
 def _run_step(step: BatchStep, workspace: Workspace, removal: _Removal) -> StepResult:
+    output = None
     try:
         opened = workspace.get()
         remove = _nothing if opened is None else removal.remover(opened, workspace.name)
         output = KINDS[step.uses].run(StepContext(opened, remove), step.config)
     except Exception as exc:
-        if not isinstance(exc, SandboxError | StepError):
-            log.exception("step %r (%s) raised unexpectedly", step.alias, step.uses)
-        return StepResult(step.alias, step.uses, status_of(exc), error=exc)
+        error = exc
+        if isinstance(exc, Incomplete):
+            error, output = exc.cause, exc.output
+        if not isinstance(error, SandboxError | StepError):
+            log.error("step %r (%s) raised unexpectedly", step.alias, step.uses, exc_info=error)
+        return StepResult(step.alias, step.uses, status_of(error), output=output, error=error)
     return StepResult(step.alias, step.uses, StepStatus.SUCCEEDED, output=output)
 
 
@@ -151,22 +164,22 @@ class _Removal:
         txn, detachment = self.txn, self.detachment
         if txn is not None:
 
-            def stage(entries: Sequence[Entry]) -> None:
-                txn.stage(opened, name, entries)
+            def stage(entries: Sequence[Entry], done: list[Entry]) -> None:
+                txn.stage(opened, name, entries, done)
 
             return stage
         in_place = remove_in_place(opened)
         if detachment is None:
             return in_place
 
-        def detach(entries: Sequence[Entry]) -> None:
+        def detach(entries: Sequence[Entry], done: list[Entry]) -> None:
             small = [entry for entry in entries if not worth_detaching(entry)]
             big = [entry for entry in entries if worth_detaching(entry)]
-            in_place(small + detachment.detach(opened, big))
+            in_place(small + detachment.detach(opened, big, done), done)
 
         return detach
 
 
-def _nothing(entries: Sequence[Entry]) -> None:
+def _nothing(entries: Sequence[Entry], done: list[Entry]) -> None:
     """An absent workspace holds nothing to remove."""
     assert not entries

@@ -6,7 +6,8 @@ snake_case ``code``::
 
     StepError
     ├── TargetNotFound     strict mode, and an entry or pattern matched nothing
-    └── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
+    └── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem,
+                           or a staging area stepd cannot trust)
 """
 
 from __future__ import annotations
@@ -36,13 +37,12 @@ class TargetNotFound(StepError):
 
 
 class AtomicUnsupported(StepError):
-    """The staging area is on another filesystem than a target: no undoable delete."""
+    """The staging area cannot take the batch's targets: it is on another filesystem, or
+    stepd cannot trust it (see ``area.py``). No undoable delete is possible."""
 
     code = "atomic_unsupported"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(
-            f"cannot move {path!r} aside: the staging area is on another filesystem, so "
-            "atomic batches cannot run here (nothing is deleted in place instead)"
+            f"atomic batches cannot run here: {reason} (nothing is deleted in place instead)"
         )
-        self.path = path

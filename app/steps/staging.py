@@ -46,22 +46,32 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from app.sandbox import Entry, Root
-from app.sandbox.errors import CrossDevice, NoSpace, ReadOnlyFilesystem, from_os_error
+from app.sandbox.errors import (
+    Busy,
+    CrossDevice,
+    FilesystemError,
+    NoSpace,
+    OutsideRoot,
+    ReadOnlyFilesystem,
+    SandboxError,
+    from_os_error,
+)
 from app.sandbox.remove import Pace, no_pace
+from app.steps.area import Area, StateArea, Unusable
 from app.steps.errors import AtomicUnsupported
-from app.steps.workspace import RESERVED_NAME
 
 log = logging.getLogger(__name__)
 
-TRASH = "trash"
 JOURNAL = "journal"
 LOCK = "lock"
+# How many entries a purge removes between two checks that the area is still the root's.
+_CHECK_EVERY = 64
 
 
 class TxnState(StrEnum):
@@ -104,98 +114,59 @@ class Recovery:
 class Staging:
     """The root's staging area; one per process, shared by every request.
 
-    Nothing is created on construction: the area is opened (and made) when first needed,
-    so that a root that is read-only or full at start-up can still be served. ``prepare``
-    recovers what a killed process left; ``ready`` runs it once, before the first step.
-    Until the area exists and is recovered, what needs it answers the filesystem's error
-    (``ReadOnlyFilesystem``, ``NoSpace``...) and the next request tries again.
+    Nothing is created on construction: the area (``area.StateArea``) is opened, and made,
+    when first needed, so that a root that is read-only or full at start-up can still be
+    served; it is checked again at every use. ``prepare`` makes it and recovers what a
+    killed process left; ``ready`` recovers once per opening of the area, before a step
+    runs. Until the area exists and is recovered, what needs it answers the filesystem's
+    error (``ReadOnlyFilesystem``, ``NoSpace``...) and the next request tries again.
     """
 
     def __init__(self, root: Root) -> None:
         self.root = root
-        self._mutex = threading.Lock()
+        self.area = StateArea(root)
         self._ready_mutex = threading.Lock()
-        self._private: Root | None = None
-        self._trash: Root | None = None
-        self._recovered = False
-        self._idle_lock_fds: list[int] = []
         self._take_leftovers: Callable[[list[str]], None] | None = None
 
     def close(self) -> None:
-        with self._mutex:
-            while self._idle_lock_fds:
-                os.close(self._idle_lock_fds.pop())
-            for opened in (self._trash, self._private):
-                if opened is not None:
-                    opened.close()
-            self._trash = self._private = None
+        self.area.close()
 
     def hand_leftovers_to(self, take: Callable[[list[str]], None]) -> None:
         """Have recovery leave the transaction directories it finds (once rolled back
-        where needed) to ``take``, the background purger, instead of purging them."""
+        where needed) to ``take``, the purger, instead of purging them."""
         self._take_leftovers = take
-
-    @property
-    def trash(self) -> Root:
-        """The directory of the transactions, created (with the area) if missing."""
-        with self._mutex:
-            if self._trash is None:
-                if self._private is None:
-                    self._private = self.root.open_private(RESERVED_NAME)
-                assert self._private is not None
-                trash = self._private.open_subdir(TRASH, create=True)
-                assert trash is not None
-                self._trash = trash
-            return self._trash
 
     def prepare(self) -> Recovery:
         """``ready``, then create the area and its lock file if missing (so that they
-        need no space later); raises ``SandboxError`` when the filesystem does not allow
-        it yet (call it again later)."""
-        recovery = self.ready()
-        fd = self._open_lock(required=True)
-        assert fd is not None
-        os.close(fd)
+        need no space later). Raises ``Unusable`` when the area cannot be trusted, and
+        ``SandboxError`` when the filesystem does not allow it yet (call it again later)."""
+        recovery = self.ready(strict=True)
+        with self.area.using() as area:
+            assert area is not None
+            os.close(_open_lock(area, required=True) or -1)
         return recovery
 
-    def ready(self) -> Recovery:
-        """Make sure no transaction a killed process left is still unrecovered: recover
-        them once (see ``recover``). Needs no new space when there is nothing to recover.
-        Raises the error that keeps recovery from running; until it succeeds, no step may
-        run."""
-        if self._recovered:
-            return Recovery(0, 0)
-        with self._ready_mutex:
-            if self._recovered:
-                return Recovery(0, 0)
-            recovery = Recovery(0, 0)
-            if self._has_trash():
+    def ready(self, *, strict: bool = False) -> Recovery:
+        """Make sure no transaction a killed process left in the area is still
+        unrecovered: recover them once per opening of the area (see ``recover``). Needs no
+        new space when there is nothing to recover. Raises the error that keeps recovery
+        from running; until it succeeds, no step may run. An area that cannot be trusted
+        holds nothing of ours to recover (``strict``: raise ``Unusable`` all the same)."""
+        try:
+            with self._ready_mutex, self.area.using(create=False) as area:
+                if area is None or area.recovered:
+                    return Recovery(0, 0)
                 take = self._take_leftovers
                 with self.lock(exclusive=True):
                     recovery = self.recover(purge=take is None)
                     if take is not None:
                         take(self.pending())
-            self._recovered = True
-            return recovery
-
-    def _has_trash(self) -> bool:
-        if self._trash is not None:
-            return True
-        private = self.root.open_private(RESERVED_NAME, create=False)
-        if private is None:
-            return False
-        with private:
-            trash = private.open_subdir(TRASH)
-        if trash is None:
-            return False
-        trash.close()
-        return True
-
-    def _area(self) -> Root:
-        """The private directory, with the trash in it, created if missing."""
-        _ = self.trash
-        assert self._private is not None
-        return self._private
+                area.recovered = True
+                return recovery
+        except Unusable:
+            if strict:
+                raise
+            return Recovery(0, 0)
 
     @contextmanager
     def lock(self, *, exclusive: bool) -> Iterator[None]:
@@ -208,59 +179,48 @@ class Staging:
         holders sharing one would unlock each other); idle ones are kept for the next
         request rather than opened and closed every time.
 
-        A shared lock needs no new space: when the lock file is missing and cannot be made
-        (read-only or full filesystem), no atomic batch can hold it either, so a plain
-        batch runs without it.
+        A shared lock needs no new space, nor a usable area: when the lock file is missing
+        and cannot be made (read-only or full filesystem), or the area cannot be trusted,
+        no atomic batch can hold it either, so a plain batch runs without it.
         """
-        try:
-            fd: int | None = self._idle_lock_fds.pop()
-        except IndexError:
-            fd = self._open_lock(required=exclusive)
-        if fd is None:
-            yield
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        with ExitStack() as stack:
             try:
+                area = stack.enter_context(self.area.using())
+                assert area is not None
+                fd = area.idle_lock_fds.pop() if area.idle_lock_fds else None
+                if fd is None:
+                    fd = _open_lock(area, required=exclusive)
+            except Unusable as exc:
+                if exclusive:
+                    raise AtomicUnsupported(str(exc)) from None
+                fd = None
+            except (ReadOnlyFilesystem, NoSpace):
+                if exclusive:
+                    raise
+                fd = None
+            if fd is None:
                 yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._idle_lock_fds.append(fd)
-
-    def _open_lock(self, *, required: bool) -> int | None:
-        try:
-            private = self._area()
-        except (ReadOnlyFilesystem, NoSpace):
-            if required:
-                raise
-            return None
-        try:
-            # Read-only is enough for flock, and kept open it would block a remount ro.
-            return os.open(LOCK, os.O_RDONLY | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=private.fd)
-        except OSError as exc:
-            error = from_os_error(exc, "", "open the workspace lock")
-        if isinstance(error, ReadOnlyFilesystem):
-            # flock needs no write access; an existing file can still be locked.
+                return
             try:
-                return os.open(LOCK, os.O_RDONLY | _NOFOLLOW, dir_fd=private.fd)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                error = from_os_error(exc, "", "open the workspace lock")
-        if required or not isinstance(error, ReadOnlyFilesystem | NoSpace):
-            raise error
-        return None
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except BaseException:
+                os.close(fd)
+                raise
+            assert area is not None
+            area.idle_lock_fds.append(fd)
 
     def begin(self) -> Transaction:
         """A new transaction; its directory is made when it first stages something."""
         return Transaction(self, uuid.uuid4().hex)
 
     def pending(self) -> list[str]:
-        """Ids of the transactions whose directories are still in the trash."""
-        return self.trash.names()
+        """Ids of the transactions whose directories are in the trash now."""
+        with self.area.using(create=False) as area:
+            return [] if area is None else area.trash.names()
 
     def state(self, txn_id: str) -> TxnState:
         """Where transaction ``txn_id`` stands, from its journal."""
@@ -272,15 +232,34 @@ class Staging:
 
     def held(self, txn_id: str) -> int:
         """How many entries trash directory ``txn_id`` holds (its journal left out)."""
-        txn_dir = self.trash.open_subdir(txn_id)
-        if txn_dir is None:
-            return 0
-        with txn_dir:
-            return len([name for name in txn_dir.names() if name != JOURNAL])
+        with self.area.using(create=False) as area:
+            txn_dir = None if area is None else area.trash.open_subdir(txn_id)
+            if txn_dir is None:
+                return 0
+            with txn_dir:
+                return len([name for name in txn_dir.names() if name != JOURNAL])
+
+    def purge(self, txn_id: str, *, pace: Pace = no_pace) -> None:
+        """Free trash directory ``txn_id`` and all it holds, if the trash holds it;
+        ``pace`` as for ``Root.remove``. Stops (``Busy``) if the area is moved or replaced
+        meanwhile: what is no longer in the root is not stepd's to remove."""
+        with self.area.using(create=False) as area:
+            if area is None:
+                return
+            ticks = 0
+
+            def checked() -> None:
+                nonlocal ticks
+                pace()
+                ticks += 1
+                if ticks % _CHECK_EVERY == 0 and not self.area.is_current(area):
+                    raise Busy("stepd's own area was moved or replaced while being purged")
+
+            area.trash.remove(txn_id, pace=checked)
 
     def recover(self, *, purge: bool = True) -> Recovery:
         """Roll back every unfinished transaction, then purge every transaction directory
-        (unless ``purge`` is False: the background purger will)."""
+        (unless ``purge`` is False: the purger will)."""
         rolled_back = purged = 0
         for txn_id in self.pending():
             txn = Transaction(self, txn_id)
@@ -320,32 +299,59 @@ class Detachment:
         self.moved = 0
         self.size: int | None = 0
         self._dir: Root | None = None
+        self._area: Area | None = None
 
-    def detach(self, workspace_root: Root, entries: Sequence[Entry]) -> list[Entry]:
+    def detach(
+        self, workspace_root: Root, entries: Sequence[Entry], done: list[Entry]
+    ) -> list[Entry]:
         """Move ``entries`` (looked up in ``workspace_root``) into the trash directory; one
-        already gone is fine. Returns those left where they are because the trash is on
-        another filesystem (``CrossDevice``), or cannot be made or grown (the filesystem
-        is full or read-only): the caller removes them in place."""
+        already gone is fine. Each entry moved (or gone) is appended to ``done``.
+
+        Returns those left where they are because the trash cannot take them: it is on
+        another filesystem, it cannot be made or grown (the filesystem is full or
+        read-only), the area cannot be trusted, or it was moved, replaced or removed since
+        this directory was made. The caller removes them in place.
+        """
         if not entries:
             return []
-        if self._dir is None:
-            txn_id = uuid.uuid4().hex
-            try:
-                self._dir = self.staging.trash.open_subdir(txn_id, create=True)
-            except (NoSpace, ReadOnlyFilesystem):
-                return list(entries)
-            assert self._dir is not None
-            self.txn_id = txn_id
-            self.created = True
+        try:
+            with self.staging.area.using() as area:
+                assert area is not None
+                if self._dir is None:
+                    self._make(area)
+                current = area is self._area
+        except (Unusable, SandboxError) as exc:
+            log.warning("deleting in place: the trash cannot be used: %s", exc)
+            return list(entries)
+        if not current:
+            return list(entries)  # our directory is no longer the root's
+        return self._move(workspace_root, entries, done)
+
+    def _make(self, area: Area) -> None:
+        txn_id = uuid.uuid4().hex
+        self._dir = area.trash.open_subdir(txn_id, create=True)
+        self._area = area
+        self.txn_id = txn_id
+        self.created = True
+
+    def _move(
+        self, workspace_root: Root, entries: Sequence[Entry], done: list[Entry]
+    ) -> list[Entry]:
+        assert self._dir is not None
         for index, entry in enumerate(entries):
             try:
                 moved = workspace_root.move_out(entry.real_path, self._dir, str(self.moved))
             except (CrossDevice, NoSpace, ReadOnlyFilesystem):
                 return list(entries[index:])
+            except FilesystemError as exc:
+                if exc.errno == errno.ENOENT and not exc.path:
+                    return list(entries[index:])  # our directory was removed
+                raise
             if moved:
                 self.moved += 1
                 if self.size is not None:
                     self.size = None if entry.size is None else self.size + entry.size
+            done.append(entry)
         return []
 
     def close(self) -> None:
@@ -355,20 +361,34 @@ class Detachment:
 
 
 class Transaction:
-    """Entries moved aside together, to be committed (then purged) or put back."""
+    """Entries moved aside together, to be committed (then purged) or put back.
+
+    Its directory belongs to the opening of the area it was made in: should the area be
+    moved or replaced meanwhile, staging and committing fail (``Busy``) and a rollback
+    cannot bring back what went with it (``rollback`` returns False).
+    """
 
     def __init__(self, staging: Staging, txn_id: str) -> None:
         self.staging = staging
         self.id = txn_id
         self.created = False  # whether this object made its directory (to be purged)
         self._next = 0
+        self._area: Area | None = None
 
-    def stage(self, workspace_root: Root, workspace: str | None, entries: Sequence[Entry]) -> None:
-        """Move ``entries`` (looked up in ``workspace_root``, named ``workspace``) aside.
+    def stage(
+        self,
+        workspace_root: Root,
+        workspace: str | None,
+        entries: Sequence[Entry],
+        done: list[Entry],
+    ) -> None:
+        """Move ``entries`` (looked up in ``workspace_root``, named ``workspace``) aside,
+        appending each to ``done`` once moved (or found gone).
 
         The moves are journaled and synced first. Raises ``AtomicUnsupported`` when the
-        staging area is on another filesystem, and the sandbox's errors otherwise; what
-        was moved before the error stays journaled, for ``rollback``.
+        staging area cannot take them (another filesystem, an area stepd cannot trust),
+        and the sandbox's errors otherwise; what was moved before the error stays
+        journaled, for ``rollback``.
         """
         if not entries:
             return
@@ -380,25 +400,35 @@ class Transaction:
         with self._directory(create=True) as txn_dir:
             assert txn_dir is not None
             self._append(txn_dir, {"stage": [move.record() for move in moves]})
-            for move in moves:
+            for move, entry in zip(moves, entries, strict=True):
                 try:
                     workspace_root.move_out(move.path, txn_dir, str(move.n))
                 except CrossDevice:
-                    raise AtomicUnsupported(move.path) from None
+                    raise AtomicUnsupported(
+                        f"cannot move {move.path!r} aside: the staging area is on another "
+                        "filesystem"
+                    ) from None
+                except FilesystemError as exc:
+                    if exc.errno == errno.ENOENT and not exc.path:
+                        raise Busy("stepd's staging area was removed during the batch") from None
+                    raise
+                done.append(entry)
 
     def commit(self) -> None:
         """Make the moves final: from now on the staged entries are only garbage."""
         self._end(TxnState.COMMITTED)
 
-    def rollback(self) -> None:
-        """Put every staged entry back where it was, latest first, then record the abort.
+    def rollback(self) -> bool:
+        """Put every staged entry back where it was, latest first, then record the abort;
+        False when its directory is no longer reachable (the area was moved, replaced or
+        removed), so that what it held cannot come back.
 
         An entry whose place is taken, or whose parent is gone, stays for the purge: a
         later change superseded it (as if this transaction had never run).
         """
         with self._directory(create=False) as txn_dir:
             if txn_dir is None:
-                return
+                return not self.created
             moves = [move for record in _read(txn_dir) for move in _moves(record)]
             for move in reversed(moves):
                 if txn_dir.lookup(str(move.n)) is None:
@@ -416,11 +446,12 @@ class Transaction:
                 # Everything that could go back is back; the purge follows. Should the
                 # process die first, recovery finds nothing more to put back.
                 log.warning("staging %s: no space to journal the rollback's end", self.id)
+        return True
 
     def purge(self, *, pace: Pace = no_pace) -> None:
         """Free the transaction's directory and everything still in it; ``pace`` as for
         ``Root.remove``."""
-        self.staging.trash.remove(self.id, pace=pace)
+        self.staging.purge(self.id, pace=pace)
 
     def state(self) -> TxnState:
         """Open, committed or aborted, from the journal's end record."""
@@ -446,30 +477,56 @@ class Transaction:
         with self._directory(create=False) as txn_dir:
             if txn_dir is not None:
                 self._append(txn_dir, {"end": state.value})
+            elif self.created:
+                raise Busy("stepd's staging area was moved, replaced or removed during the batch")
 
     @contextmanager
     def _directory(self, *, create: bool) -> Iterator[Root | None]:
-        trash = self.staging.trash
-        txn_dir = trash.open_subdir(self.id)
-        if txn_dir is None and create:
-            txn_dir = trash.open_subdir(self.id, create=True)
-            assert txn_dir is not None
+        """The transaction's directory in the area it belongs to; None when it does not
+        exist (nor is ``create``d) or is no longer reachable."""
+        with ExitStack() as stack:
+            yield self._open(stack, create)
+
+    def _open(self, stack: ExitStack, create: bool) -> Root | None:
+        try:
+            area = stack.enter_context(self.staging.area.using(create=create))
+        except Unusable as exc:
+            if create:
+                raise AtomicUnsupported(str(exc)) from None
+            return None  # an area stepd cannot trust holds nothing of its own
+        except FilesystemError as exc:
+            raise _anonymous(exc, "open the staging area") from None
+        if area is None or (self._area is not None and area is not self._area):
+            if create and area is not None:
+                raise Busy("stepd's staging area was moved or replaced during the batch")
+            return None
+        try:
+            txn_dir = area.trash.open_subdir(self.id)
+            if txn_dir is not None or not create:
+                return None if txn_dir is None else stack.enter_context(txn_dir)
+            txn_dir = area.trash.open_subdir(self.id, create=True)
+            if txn_dir is None:
+                raise Busy("the staging directory was removed as it was made")
+            stack.enter_context(txn_dir)
+            self._area = area
             self.created = True
             # The journal must be findable after a crash: sync its name, and the dir's.
             _create_journal(txn_dir)
             txn_dir.sync()
-            trash.sync()
-        try:
-            yield txn_dir
-        finally:
-            if txn_dir is not None:
-                txn_dir.close()
+            area.trash.sync()
+            return txn_dir
+        except FilesystemError as exc:
+            raise _anonymous(exc, "make the staging directory") from None
+        except OutsideRoot as exc:
+            raise AtomicUnsupported(
+                f"the staging area holds something not its own: {exc.message}"
+            ) from None
 
     @staticmethod
     def _append(txn_dir: Root, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
         try:
-            fd = os.open(JOURNAL, os.O_WRONLY | os.O_APPEND | _NOFOLLOW, dir_fd=txn_dir.fd)
+            fd = txn_dir.open_file(JOURNAL, os.O_WRONLY | os.O_APPEND)
             try:
                 end = os.lseek(fd, 0, os.SEEK_END)
                 try:
@@ -485,30 +542,58 @@ class Transaction:
                 os.close(fd)
         except OSError as exc:
             raise from_os_error(exc, "", "write the staging journal") from None
-
-
-_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+        except FilesystemError as exc:
+            raise _anonymous(exc, "write the staging journal") from None
 
 
 def _create_journal(txn_dir: Root) -> None:
+    fd = txn_dir.open_file(JOURNAL, os.O_WRONLY | os.O_CREAT)
     try:
-        fd = os.open(JOURNAL, os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=txn_dir.fd)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(fd)
     except OSError as exc:
         raise from_os_error(exc, "", "create the staging journal") from None
+    finally:
+        os.close(fd)
+
+
+def _open_lock(area: Area, *, required: bool) -> int | None:
+    """The area's lock file, opened (made first if missing); None when it cannot be made
+    (read-only or full filesystem) and is not ``required``."""
+    try:
+        # Read-only is enough for flock, and kept open it would block a remount ro.
+        return area.directory.open_file(LOCK, os.O_RDONLY | os.O_CREAT)
+    except (ReadOnlyFilesystem, NoSpace) as exc:
+        error: SandboxError = exc
+    except OutsideRoot as exc:
+        raise Unusable(f"'.stepd/{LOCK}': {exc.message}") from None
+    if isinstance(error, ReadOnlyFilesystem):
+        # flock needs no write access; an existing file can still be locked.
+        with suppress(FileNotFoundError):
+            try:
+                return area.directory.open_file(LOCK, os.O_RDONLY)
+            except FilesystemError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+    if required:
+        raise error
+    return None
+
+
+def _anonymous(exc: FilesystemError, action: str) -> FilesystemError:
+    """``exc`` without the name it carries: a trash directory's name is nobody's business,
+    and it must never reach an answer."""
+    reason = os.strerror(exc.errno) if exc.errno else exc.message
+    return type(exc)(f"cannot {action}: {reason}", path="", err=exc.errno)
 
 
 def _read(txn_dir: Root) -> Iterator[dict[str, Any]]:
     """The journal's records; a torn last line (the process died writing it) is dropped."""
     try:
-        fd = os.open(JOURNAL, os.O_RDONLY | _NOFOLLOW, dir_fd=txn_dir.fd)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise from_os_error(exc, "", "read the staging journal") from None
+        fd = txn_dir.open_file(JOURNAL, os.O_RDONLY)
+    except FilesystemError as exc:
+        if exc.errno == errno.ENOENT:
+            return
+        raise _anonymous(exc, "read the staging journal") from None
     with os.fdopen(fd, "rb") as journal:
         for line in journal:
             try:

@@ -1,38 +1,73 @@
-"""``DeferredStore``: opened when first needed, tried again until it opens."""
+"""``DeferredStore``: opened when first needed, tried again until it opens, opened again
+when the place it was opened in is no longer current; ``LeaseKeeper`` renews through it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
 from pathlib import Path
 
 import pytest
 
-from app.idempotency.deferred import DeferredStore
+from app.idempotency.deferred import DeferredStore, Opened
+from app.idempotency.lease import LeaseKeeper
 from app.idempotency.sqlite import SQLiteStore
 from app.idempotency.store import ClaimOutcome, StoreUnavailable
+from app.sandbox import Root
+from tests.idempotency.conftest import LEASE, TTL
 
 
-def test_opens_once_its_directory_can_be_made(tmp_path: Path) -> None:
-    blocker = tmp_path / "state"
-    blocker.write_text("a file where the state directory goes")
-    store = DeferredStore(lambda: SQLiteStore(blocker / "db", timedelta(hours=1)))
+def _opener(directory: Path, current: list[bool]) -> Opened:
+    try:
+        root = Root.open(directory)
+    except OSError as exc:
+        raise StoreUnavailable("io_error", str(exc)) from None
+    return SQLiteStore(root, TTL, owner="a", lease=LEASE), lambda: current[0]
+
+
+def test_opens_once_its_directory_exists(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store = DeferredStore(lambda: _opener(state, [True]))
     unavailable = store.unavailable()
     assert unavailable is not None
     assert unavailable.code == "io_error"
     with pytest.raises(StoreUnavailable):
         store.claim("c", "k", "fp")
-    blocker.unlink()
+    assert store.renew() == 0  # nothing opened for it
+    state.mkdir()
     assert store.claim("c", "k", "fp").outcome is ClaimOutcome.NEW
     assert store.unavailable() is None
     store.close()
 
 
-def test_drops_stale_claims_as_it_opens_and_only_then(tmp_path: Path) -> None:
-    crashed = SQLiteStore(tmp_path / "db", timedelta(hours=1))
-    crashed.claim("c", "left-running", "fp")
-    crashed.close()
-    store = DeferredStore(lambda: SQLiteStore(tmp_path / "db", timedelta(hours=1)))
-    assert store.claim("c", "left-running", "fp").outcome is ClaimOutcome.NEW
-    assert store.release_stale() == 0  # already open: the claim above is no stale one
-    assert store.claim("c", "left-running", "fp").outcome is ClaimOutcome.IN_FLIGHT
+def test_opens_again_where_it_belongs_once_no_longer_current(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    current = [True]
+    places = iter([first, second])
+    store = DeferredStore(lambda: _opener(next(places), current))
+    store.claim("c", "k", "fp")
+    current[0] = False
+    assert store.renew() == 0  # a store no longer current holds none of our claims
+    assert store.claim("c", "k", "fp").outcome is ClaimOutcome.NEW  # in ``second``
+    assert sorted(p.name for p in second.iterdir())[0] == "idempotency.sqlite3"
     store.close()
+
+
+def test_the_lease_keeper_renews_while_the_process_runs(tmp_path: Path) -> None:
+    class Counting(DeferredStore):
+        renewals = 0
+
+        def renew(self) -> int:
+            Counting.renewals += 1
+            return super().renew()
+
+    store = Counting(lambda: _opener(tmp_path, [True]))
+    keeper = LeaseKeeper(store, lease=0.03)
+    keeper.start()
+    deadline = time.monotonic() + 30
+    while Counting.renewals < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    keeper.stop()
+    store.close()
+    assert Counting.renewals >= 3

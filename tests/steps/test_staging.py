@@ -43,8 +43,8 @@ def _workspace_snapshot(root_dir: Path) -> Snapshot:
 def test_rollback_restores_exactly(root: Root, staging: Staging, tree: Path) -> None:
     before = _workspace_snapshot(tree)
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d/e/f", "link"))
-    txn.stage(root, None, _entries(root, "d"))
+    txn.stage(root, None, _entries(root, "d/e/f", "link"), [])
+    txn.stage(root, None, _entries(root, "d"), [])
     assert sorted(os.listdir(tree)) == [".stepd"]
     txn.rollback()
     txn.purge()
@@ -54,7 +54,7 @@ def test_rollback_restores_exactly(root: Root, staging: Staging, tree: Path) -> 
 
 def test_commit_then_purge_frees_everything(root: Root, staging: Staging, tree: Path) -> None:
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d"))
+    txn.stage(root, None, _entries(root, "d"), [])
     txn.commit()
     assert staging.state(txn.id) is TxnState.COMMITTED
     txn.purge()
@@ -65,7 +65,7 @@ def test_commit_then_purge_frees_everything(root: Root, staging: Staging, tree: 
 def test_recovery_rolls_back_unfinished(root: Root, staging: Staging, tree: Path) -> None:
     before = _workspace_snapshot(tree)
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d/g", "link"))
+    txn.stage(root, None, _entries(root, "d/g", "link"), [])
     assert staging.state(txn.id) is TxnState.OPEN  # the process dies here
     recovery = Staging(root).recover()
     assert (recovery.rolled_back, recovery.purged) == (1, 1)
@@ -76,7 +76,7 @@ def test_recovery_rolls_back_unfinished(root: Root, staging: Staging, tree: Path
 
 def test_recovery_purges_committed(root: Root, staging: Staging, tree: Path) -> None:
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d"))
+    txn.stage(root, None, _entries(root, "d"), [])
     txn.commit()  # the process dies before purging
     assert Staging(root).recover().rolled_back == 0
     assert not (tree / "d").exists()
@@ -85,7 +85,7 @@ def test_recovery_purges_committed(root: Root, staging: Staging, tree: Path) -> 
 
 def test_torn_journal_line_is_ignored(root: Root, staging: Staging, tree: Path) -> None:
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d/g"))
+    txn.stage(root, None, _entries(root, "d/g"), [])
     journal = tree / ".stepd" / "trash" / txn.id / JOURNAL
     with journal.open("a") as f:
         f.write('{"end": "comm')  # a commit record the process died writing
@@ -98,7 +98,7 @@ def test_journaled_but_unmoved_entry_is_left_alone(
     root: Root, staging: Staging, tree: Path
 ) -> None:
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d/g"))
+    txn.stage(root, None, _entries(root, "d/g"), [])
     journal = tree / ".stepd" / "trash" / txn.id / JOURNAL
     record = {"stage": [{"n": 1, "workspace": None, "path": "d/e", "parentTimes": [1, 1]}]}
     with journal.open("a") as f:
@@ -120,7 +120,7 @@ def test_superseded_entry_is_purged_not_forced_back(
     root: Root, staging: Staging, tree: Path
 ) -> None:
     txn = staging.begin()
-    txn.stage(root, None, _entries(root, "d/g"))
+    txn.stage(root, None, _entries(root, "d/g"), [])
     (tree / "d" / "g").write_text("newer")
     txn.rollback()
     txn.purge()

@@ -20,6 +20,7 @@ from app.api.examples import ok_examples
 from app.api.problems import problem_response, problem_responses
 from app.idempotency.deferred import DeferredStore
 from app.sandbox.errors import SandboxError
+from app.steps.area import Unusable
 from app.steps.staging import Staging
 
 router = APIRouter(tags=["health"])
@@ -36,6 +37,17 @@ class PurgeBacklog(BaseModel):
     entries: int = Field(description="Detached entries (trees count as one) not yet freed.")
     bytes: int | None = Field(
         description="Their size in bytes; null when unknown (a directory is among them)."
+    )
+    stuck: int = Field(
+        0,
+        description="Of `entries`, those in trash directories the purger tried and failed to "
+        "free (an immutable file, a mount point inside): tried again with backoff.",
+    )
+    oldest_seconds: float = Field(
+        0.0,
+        alias="oldestSeconds",
+        description="How long the oldest of `entries` has been waiting to be freed, in "
+        "seconds; 0 when there is none.",
     )
 
 
@@ -75,14 +87,22 @@ def healthz() -> Health:
         {
             "ready": {
                 "summary": "Ready to run steps",
-                "value": {"status": "ready", "purgeBacklog": {"entries": 0, "bytes": 0}},
+                "value": {
+                    "status": "ready",
+                    "purgeBacklog": {"entries": 0, "bytes": 0, "stuck": 0, "oldestSeconds": 0},
+                },
             },
             "degraded": {
                 "summary": "Full filesystem: deletes work, other work may not",
                 "value": {
                     "status": "degraded",
                     "detail": "the workspace filesystem is full; deletes still work",
-                    "purgeBacklog": {"entries": 2, "bytes": 2097152},
+                    "purgeBacklog": {
+                        "entries": 2,
+                        "bytes": 2097152,
+                        "stuck": 0,
+                        "oldestSeconds": 0.25,
+                    },
                 },
             },
         }
@@ -115,10 +135,19 @@ def readyz(
         return problem_response("not_ready", "; ".join(reasons))
     degraded = _degraded(vfs, staging, store)
     backlog = purger.backlog()
+    if backlog.stuck:
+        degraded.append(
+            f"the purger cannot free {backlog.stuck} trash entries (see the log); it tries again"
+        )
     readiness = Readiness(
         status="degraded" if degraded else "ready",
         detail="; ".join(degraded) or None,
-        purgeBacklog=PurgeBacklog(entries=backlog.entries, bytes=backlog.bytes),
+        purgeBacklog=PurgeBacklog(
+            entries=backlog.entries,
+            bytes=backlog.bytes,
+            stuck=backlog.stuck,
+            oldestSeconds=round(backlog.oldest_seconds, 3),
+        ),
     )
     # Serialised here: ``detail`` only when degraded, but ``bytes`` even when null.
     body = readiness.model_dump(
@@ -141,6 +170,11 @@ def missing_state(staging: Staging, store: DeferredStore) -> list[str]:
     missing = []
     try:
         staging.prepare()
+    except Unusable as exc:
+        missing.append(
+            f"stepd's own area is refused: {exc}; atomic batches unavailable, "
+            "deletes happen in place"
+        )
     except SandboxError as exc:
         missing.append(f"atomic batches unavailable ({exc.code}): {exc.message}")
     if (unavailable := store.unavailable()) is not None:

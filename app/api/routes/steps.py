@@ -67,6 +67,8 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
 * Every entry is resolved before anything is deleted.
 * Nothing outside the workspace is ever touched: absolute paths, `..` climbing out,
   symlinks leading out and mount points are refused with `422`.
+* A failure while deleting (say `403 permission_denied` for an immutable file) carries
+  `deleted`: what was deleted before it.
 """
 
 
@@ -221,9 +223,13 @@ def run_delete_step(
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
     result = run_batch(root, purger, batch)
     _observe(record, spec.workspace, result)
-    if result.failed is not None:
-        assert result.failed.error is not None
-        raise result.failed.error
+    failed = result.failed
+    if failed is not None:
+        assert failed.error is not None
+        if isinstance(failed.output, DeleteOutcome):
+            # It failed while deleting: say what was deleted before the failure.
+            return failure_problem(failed.error, deleted=failed.output.deleted)
+        return failure_problem(failed.error)
     outcome: DeleteOutcome = result.steps[0].output
     return _json(delete_result(spec.api_version, outcome.deleted, outcome.absent))
 
