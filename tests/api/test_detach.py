@@ -41,13 +41,24 @@ def test_delete_detaches_before_answering_and_purges_after(root_dir: Path) -> No
         [held] = _trash(root_dir)
         assert (root_dir / ".stepd" / "trash" / held / "0" / "d2" / "f4").read_text() == "data"
         ready = client.get("/readyz").json()
-        assert ready["purgeBacklog"] == {"entries": 1, "bytes": None}
+        assert ready["purgeBacklog"] | {"oldestSeconds": 0} == {
+            "entries": 1,
+            "bytes": None,
+            "stuck": 0,
+            "oldestSeconds": 0,
+        }
+        assert ready["purgeBacklog"]["oldestSeconds"] > 0
         assert sample(client, "stepd_purge_backlog_entries") == 1
     # The next start takes over what the trash holds, in the background.
     with TestClient(create_app(Settings(workspace_root=root_dir))) as client:
         assert client.app.state.purger.wait_idle(timeout=60)  # type: ignore[attr-defined]
         assert _trash(root_dir) == []
-        assert client.get("/readyz").json()["purgeBacklog"] == {"entries": 0, "bytes": 0}
+        assert client.get("/readyz").json()["purgeBacklog"] == {
+            "entries": 0,
+            "bytes": 0,
+            "stuck": 0,
+            "oldestSeconds": 0,
+        }
     assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "keep.txt", "small.txt"]
 
 
@@ -57,8 +68,8 @@ def test_backlog_counts_the_bytes_of_detached_files(root_dir: Path) -> None:
         client.app.state.purger.stop()  # type: ignore[attr-defined]
         body = {"workspace": "ws", "paths": ["big.bin", "small.txt"]}
         assert client.post("/steps/delete", json=body).status_code == 200
-        backlog = {"entries": 1, "bytes": DETACH_MIN_BYTES}
-        assert client.get("/readyz").json()["purgeBacklog"] == backlog
+        backlog = client.get("/readyz").json()["purgeBacklog"]
+        assert (backlog["entries"], backlog["bytes"]) == (1, DETACH_MIN_BYTES)
         assert sample(client, "stepd_purge_backlog_bytes") == DETACH_MIN_BYTES
         assert sorted(os.listdir(root_dir / "ws")) == ["keep.txt", "out"]
 
@@ -103,7 +114,12 @@ def test_inline_mode_deletes_in_place(root_dir: Path) -> None:
         atomic = {"workspace": "ws", "atomic": True, "steps": steps}
         assert client.post("/steps/batch", json=atomic).status_code == 200
         assert _trash(root_dir) == []  # committed staging purged before the answer
-        assert client.get("/readyz").json()["purgeBacklog"] == {"entries": 0, "bytes": 0}
+        assert client.get("/readyz").json()["purgeBacklog"] == {
+            "entries": 0,
+            "bytes": 0,
+            "stuck": 0,
+            "oldestSeconds": 0,
+        }
     assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "small.txt"]
 
 

@@ -17,7 +17,10 @@ def test_healthz_is_200(client: TestClient) -> None:
 def test_readyz_is_200_on_a_writable_root(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "purgeBacklog": {"entries": 0, "bytes": 0}}
+    assert response.json() == {
+        "status": "ready",
+        "purgeBacklog": {"entries": 0, "bytes": 0, "stuck": 0, "oldestSeconds": 0},
+    }
 
 
 def test_readyz_is_503_once_the_root_is_removed(client: TestClient, root_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -114,19 +115,35 @@ def test_records_expire(root_dir: Path) -> None:
     assert "Idempotent-Replayed" not in again.headers
 
 
-def test_stale_in_flight_claims_are_cleared_at_start(root_dir: Path) -> None:
+def _claim(client: TestClient, body: bytes) -> None:
+    """Claim key ``k`` for ``body`` in ``client``'s store, as its running request would."""
+    store = client.app.state.idempotency  # type: ignore[attr-defined]
+    claim = store.claim(ANONYMOUS, "k", fingerprint("POST", "/steps/delete", body))
+    assert claim.outcome is ClaimOutcome.NEW
+
+
+def _post(client: TestClient, body: bytes) -> int:
+    headers = {"Idempotency-Key": "k", "content-type": "application/json"}
+    return client.post("/steps/delete", content=body, headers=headers).status_code
+
+
+def test_a_second_process_on_the_root_keeps_the_first_ones_claims(root_dir: Path) -> None:
     body = b'{"path":"a"}'
     with _app_client(root_dir) as first:
-        store = first.app.state.idempotency  # type: ignore[attr-defined]
-        claim = store.claim(ANONYMOUS, "k", fingerprint("POST", "/steps/delete", body))
-        assert claim.outcome is ClaimOutcome.NEW  # then the process "dies"
+        _claim(first, body)  # a request of the first process is running
+        with _app_client(root_dir) as second:
+            assert _post(second, body) == 409  # idempotency_key_in_flight
+        assert _post(first, body) == 409
+
+
+def test_a_dead_process_claim_is_taken_over_once_its_lease_lapsed(root_dir: Path) -> None:
+    body = b'{"path":"a"}'
+    lease = timedelta(seconds=0.2)
+    with _app_client(root_dir, idempotency_lease=lease) as first:
+        _claim(first, body)  # then the process "dies": nobody renews the claim
     with _app_client(root_dir) as second:
-        response = second.post(
-            "/steps/delete",
-            content=body,
-            headers={"Idempotency-Key": "k", "content-type": "application/json"},
-        )
-    assert response.status_code == 200
+        time.sleep(lease.total_seconds())
+        assert _post(second, body) == 200
 
 
 @pytest.fixture

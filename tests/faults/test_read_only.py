@@ -80,7 +80,7 @@ def test_start_on_a_read_only_root_is_degraded_not_failed(
     remount(site.root, "rw")
     assert site.http.get("/readyz").json() == {
         "status": "ready",
-        "purgeBacklog": {"entries": 0, "bytes": 0},
+        "purgeBacklog": {"entries": 0, "bytes": 0, "stuck": 0, "oldestSeconds": 0},
     }
     first = site.http.post(
         endpoint.url, json=endpoint.body({"path": "target.txt"}), headers={"Idempotency-Key": "rw"}

@@ -64,7 +64,7 @@ def test_purge_resumes_after_kill9(root_dir: Path) -> None:
         assert trash_emptied(root_dir)
         with server.client() as client:
             backlog = client.get("/readyz").json()["purgeBacklog"]
-    assert backlog == {"entries": 0, "bytes": 0}
+    assert backlog == {"entries": 0, "bytes": 0, "stuck": 0, "oldestSeconds": 0}
     after = {k: v for k, v in snapshot(root_dir, mtimes=True).items() if not k.startswith(".stepd")}
     assert matches(after, expected)
     assert snapshot(root_dir.parent / "outside", mtimes=True) == outside
