@@ -17,7 +17,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from app.api.problems import CATALOG
-from app.settings import Settings, state_dir
+from app.settings import Settings
+from app.steps.area import STATE
+from app.steps.workspace import RESERVED_NAME
 from tests.support.server import serve
 
 TOP = Path(__file__).parent.parent
@@ -70,7 +72,7 @@ def test_the_settings_table_lists_every_setting() -> None:
 
 # Settings whose None default stands for a value worked out at start-up.
 COMPUTED_DEFAULTS: dict[str, Any] = {
-    "state_dir": state_dir(Settings(), Path("<root>")),
+    "state_dir": Path("<root>") / RESERVED_NAME / STATE,
 }
 
 
