@@ -194,6 +194,8 @@ def open_trusted(area: Root, name: str, *, create: bool) -> Root | None:
     except OutsideRoot as exc:
         raise Unusable(f"{what!r}: {exc.message}") from None
     if opened is None:
+        if area.lookup(name) is not None:
+            raise Unusable(f"{what!r} is not a directory")
         return None
     try:
         trusted(opened, what)

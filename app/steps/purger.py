@@ -184,11 +184,11 @@ class Purger:
             log.warning("purger: cannot lower its priority: %s", exc.strerror)
         while True:
             with self._changed:
-                self._changed.wait_for(self._due, timeout=self._until_retry())
+                while not self._due():
+                    # Woken by new work, or by the clock when a stuck directory's time comes.
+                    self._changed.wait(self._until_retry())
                 if self._stopping.is_set():
                     return
-                if not self._queue:
-                    continue
                 item = self._current = self._queue.popleft()
             try:
                 self._slice_start = time.monotonic()
@@ -241,7 +241,7 @@ class Purger:
                 item.entries, item.size = left, None
         log.warning(
             "purger: cannot free trash directory %s (%d entries left; attempt %d): %s; "
-            "trying again in %.0f s",
+            "trying again in %.1f s",
             item.txn_id,
             item.entries,
             item.failures,

@@ -157,10 +157,12 @@ class Staging:
                 if area is None or area.recovered:
                     return Recovery(0, 0)
                 take = self._take_leftovers
-                with self.lock(exclusive=True):
-                    recovery = self.recover(purge=take is None)
-                    if take is not None:
-                        take(self.pending())
+                with ExitStack() as stack:
+                    held = self._lock_file(stack, exclusive=True)
+                    with _flocked(held, exclusive=True):
+                        recovery = self.recover(purge=take is None)
+                        if take is not None:
+                            take(self.pending())
                 area.recovered = True
                 return recovery
         except Unusable:
@@ -185,33 +187,28 @@ class Staging:
         """
         with ExitStack() as stack:
             try:
-                area = stack.enter_context(self.area.using())
-                assert area is not None
-                fd = area.idle_lock_fds.pop() if area.idle_lock_fds else None
-                if fd is None:
-                    fd = _open_lock(area, required=exclusive)
+                held = self._lock_file(stack, exclusive=exclusive)
             except Unusable as exc:
                 if exclusive:
                     raise AtomicUnsupported(str(exc)) from None
-                fd = None
-            except (ReadOnlyFilesystem, NoSpace):
-                if exclusive:
-                    raise
-                fd = None
-            if fd is None:
+                held = None
+            with _flocked(held, exclusive=exclusive):
                 yield
-                return
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            except BaseException:
-                os.close(fd)
+
+    def _lock_file(self, stack: ExitStack, *, exclusive: bool) -> tuple[Area, int] | None:
+        """The area (held by ``stack``) and an open lock file of it; None when a shared
+        lock has to do without (see ``lock``). Raises ``Unusable``."""
+        try:
+            area = stack.enter_context(self.area.using())
+        except (ReadOnlyFilesystem, NoSpace):
+            if exclusive:
                 raise
-            assert area is not None
-            area.idle_lock_fds.append(fd)
+            return None
+        assert area is not None
+        fd = area.idle_lock_fds.pop() if area.idle_lock_fds else None
+        if fd is None:
+            fd = _open_lock(area, required=exclusive)
+        return None if fd is None else (area, fd)
 
     def begin(self) -> Transaction:
         """A new transaction; its directory is made when it first stages something."""
@@ -554,6 +551,26 @@ def _create_journal(txn_dir: Root) -> None:
         raise from_os_error(exc, "", "create the staging journal") from None
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _flocked(held: tuple[Area, int] | None, *, exclusive: bool) -> Iterator[None]:
+    """Hold flock on ``held``'s lock file for the block, then give the file back to its
+    area for the next holder (or close it, should the block fail)."""
+    if held is None:
+        yield
+        return
+    area, fd = held
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    except BaseException:
+        os.close(fd)
+        raise
+    area.idle_lock_fds.append(fd)
 
 
 def _open_lock(area: Area, *, required: bool) -> int | None:

@@ -15,31 +15,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-import pytest
 
 from tests.faults.conftest import Site
 from tests.support.endpoints import DeleteEndpoint
+from tests.support.immutable import immutable
 from tests.support.problems import assert_problem
 from tests.support.trash import trash_emptied
-
-
-@contextmanager
-def immutable(path: Path) -> Iterator[Path]:
-    """``path`` with the immutable attribute set for the block."""
-    if shutil.which("chattr") is None:
-        pytest.skip("chattr is not installed: cannot make a file immutable as root")
-    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"chattr +i is not supported here: {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        if path.exists():  # not when the test moved it away and freed it itself
-            subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_immutable_file_is_permission_denied(site: Site, endpoint: DeleteEndpoint) -> None:

@@ -4,14 +4,17 @@ frees them (in the background, or inline), resuming whatever a previous run left
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from app.sandbox import Entry, Root
-from app.steps.purger import Purger
+from app.steps.purger import Purger, TrashBacklog
 from app.steps.staging import Staging
+from tests.support.immutable import immutable, set_immutable
+from tests.support.mounts import bind_mount, skip_if_not_permitted
 
 
 @pytest.fixture
@@ -142,5 +145,68 @@ def test_inline_purger_frees_at_once(root: Root, staging: Staging, tree: Path) -
     detachment.detach(root, _entries(root, "d"), [])
     inline.dispose(detachment.txn_id)
     assert _trash(tree) == []
-    inline.start()
     assert inline.backlog().entries == 0
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 60) -> bool:
+    """Whether ``predicate`` comes true within ``timeout`` seconds (a bound that only keeps
+    a broken purger from hanging the test)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
+def test_what_cannot_be_freed_is_counted_and_retried_without_a_restart(
+    root: Root, staging: Staging, tree: Path, background: bool
+) -> None:
+    sealed = tree / "d" / "sealed"
+    sealed.mkdir()
+    (sealed / "inner").write_text("cannot go")
+    with immutable(sealed):
+        retrying = Purger(staging, background=background, retry_first=0.05, retry_max=0.2)
+        retrying.start()
+        try:
+            detachment = staging.detachment()
+            detachment.detach(root, _entries(root, "d"), [])
+            retrying.dispose(detachment.txn_id, detachment.moved, detachment.size)
+            assert _wait(lambda: retrying.backlog().stuck == 1)
+            backlog = retrying.backlog()
+            assert (backlog.entries, backlog.stuck) == (1, 1)
+            assert backlog.oldest_seconds > 0
+            [held] = _trash(tree)
+            assert _wait(lambda: retrying.backlog().oldest_seconds > 0.3)  # retried meanwhile
+            set_immutable(tree / ".stepd" / "trash" / held / "0" / "sealed", False)
+            assert _wait(lambda: retrying.backlog().entries == 0)
+        finally:
+            retrying.stop()
+    assert _trash(tree) == []
+    assert retrying.backlog() == TrashBacklog(0, 0, 0, 0.0)
+
+
+def test_a_mount_point_in_the_trash_is_retried_until_it_goes(
+    root: Root, staging: Staging, tree: Path, root_dir: Path
+) -> None:
+    detachment = staging.detachment()
+    detachment.detach(root, _entries(root, "d"), [])
+    mount_point = tree / ".stepd" / "trash" / detachment.txn_id / "0" / "e"
+    outside = root_dir.parent / "outside"
+    retrying = Purger(staging, retry_first=0.05, retry_max=0.2)
+    with skip_if_not_permitted(), bind_mount(outside, mount_point):
+        retrying.start()
+        retrying.dispose(detachment.txn_id, detachment.moved, detachment.size)
+        try:
+            assert _wait(lambda: retrying.backlog().stuck == 1)
+            assert (outside / "precious.txt").read_text() == "keep me"
+        finally:
+            if retrying.backlog().stuck != 1:
+                retrying.stop()
+    try:
+        assert _wait(lambda: retrying.backlog().entries == 0)
+    finally:
+        retrying.stop()
+    assert _trash(tree) == []
+    assert (outside / "precious.txt").read_text() == "keep me"
