@@ -120,6 +120,9 @@ class SQLiteStore(IdempotencyStore):
                     vfs=VFS_NAME,
                 )
                 try:
+                    # Closing must write nothing: the directory may no longer be the one
+                    # to write to (it was moved away). The WAL stays until the next open.
+                    self._db.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
                     self._db.set_busy_timeout(30_000)
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._db.execute("PRAGMA synchronous=NORMAL")

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from app.sandbox import Root
-from app.sandbox.errors import OutsideRoot, SandboxError
+from app.sandbox.errors import Busy, FilesystemError, OutsideRoot, SandboxError
 from app.steps.workspace import RESERVED_NAME
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ STATE = "state"
 
 class Unusable(Exception):
     """The area (or a directory in it) is not one stepd can trust; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}: refused")
 
 
 @dataclass(eq=False)
@@ -87,7 +90,8 @@ class StateArea:
         ``create``, else None when missing.
 
         Raises ``Unusable`` when it cannot be trusted, and the sandbox's error when it
-        cannot be made (``ReadOnlyFilesystem``, ``NoSpace``...).
+        cannot be made (``ReadOnlyFilesystem``, ``NoSpace``, ``Busy`` when it is removed
+        as it is made...).
         """
         area = self._acquire(create)
         try:
@@ -136,7 +140,12 @@ class StateArea:
                 self._retire(area)
                 area = None
             if area is None:
-                area = self._area = _open(self.root, create)
+                try:
+                    area = self._area = _open(self.root, create)
+                except FilesystemError as exc:
+                    raise anonymous(exc, "open stepd's own area") from None
+                if area is None and create:
+                    raise Busy("stepd's own area was removed as it was being made")
             if area is not None:
                 area.users += 1
             return area
@@ -215,3 +224,11 @@ def trusted(directory: Root, what: str) -> None:
     if st.st_mode & 0o022:
         mode = oct(st.st_mode & 0o777)
         raise Unusable(f"{what!r} is writable by others than its owner (mode {mode})")
+
+
+def anonymous(exc: FilesystemError, action: str) -> FilesystemError:
+    """``exc`` without the name it carries: the names of stepd's own files and
+    directories (a trash directory's, above all) are nobody's business, and must never
+    reach an answer."""
+    reason = os.strerror(exc.errno) if exc.errno else exc.message
+    return type(exc)(f"cannot {action}: {reason}", path="", err=exc.errno)

@@ -63,7 +63,7 @@ from app.sandbox.errors import (
     from_os_error,
 )
 from app.sandbox.remove import Pace, no_pace
-from app.steps.area import Area, StateArea, Unusable
+from app.steps.area import Area, StateArea, Unusable, anonymous
 from app.steps.errors import AtomicUnsupported
 
 log = logging.getLogger(__name__)
@@ -156,19 +156,28 @@ class Staging:
             with self._ready_mutex, self.area.using(create=False) as area:
                 if area is None or area.recovered:
                     return Recovery(0, 0)
-                take = self._take_leftovers
-                with ExitStack() as stack:
-                    held = self._lock_file(stack, exclusive=True)
-                    with _flocked(held, exclusive=True):
-                        recovery = self.recover(purge=take is None)
-                        if take is not None:
-                            take(self.pending())
+                try:
+                    recovery = self._recover_locked()
+                except SandboxError:
+                    if self.area.is_current(area):
+                        raise
+                    return Recovery(0, 0)  # the area went away: nothing of it to recover
                 area.recovered = True
                 return recovery
         except Unusable:
             if strict:
                 raise
             return Recovery(0, 0)
+
+    def _recover_locked(self) -> Recovery:
+        take = self._take_leftovers
+        with ExitStack() as stack:
+            held = self._lock_file(stack, exclusive=True)
+            with _flocked(held, exclusive=True):
+                recovery = self.recover(purge=take is None)
+                if take is not None:
+                    take(self.pending())
+        return recovery
 
     @contextmanager
     def lock(self, *, exclusive: bool) -> Iterator[None]:
@@ -182,8 +191,9 @@ class Staging:
         request rather than opened and closed every time.
 
         A shared lock needs no new space, nor a usable area: when the lock file is missing
-        and cannot be made (read-only or full filesystem), or the area cannot be trusted,
-        no atomic batch can hold it either, so a plain batch runs without it.
+        and cannot be made (read-only or full filesystem, the area removed meanwhile), or
+        the area cannot be trusted, no atomic batch can hold it either, so a plain batch
+        runs without it.
         """
         with ExitStack() as stack:
             try:
@@ -200,14 +210,14 @@ class Staging:
         lock has to do without (see ``lock``). Raises ``Unusable``."""
         try:
             area = stack.enter_context(self.area.using())
-        except (ReadOnlyFilesystem, NoSpace):
+            assert area is not None
+            fd = area.idle_lock_fds.pop() if area.idle_lock_fds else None
+            if fd is None:
+                fd = _open_lock(area, required=exclusive)
+        except SandboxError:
             if exclusive:
                 raise
             return None
-        assert area is not None
-        fd = area.idle_lock_fds.pop() if area.idle_lock_fds else None
-        if fd is None:
-            fd = _open_lock(area, required=exclusive)
         return None if fd is None else (area, fd)
 
     def begin(self) -> Transaction:
@@ -327,6 +337,8 @@ class Detachment:
     def _make(self, area: Area) -> None:
         txn_id = uuid.uuid4().hex
         self._dir = area.trash.open_subdir(txn_id, create=True)
+        if self._dir is None:
+            raise Busy("the trash directory was removed as it was made")
         self._area = area
         self.txn_id = txn_id
         self.created = True
@@ -492,7 +504,7 @@ class Transaction:
                 raise AtomicUnsupported(str(exc)) from None
             return None  # an area stepd cannot trust holds nothing of its own
         except FilesystemError as exc:
-            raise _anonymous(exc, "open the staging area") from None
+            raise anonymous(exc, "open the staging area") from None
         if area is None or (self._area is not None and area is not self._area):
             if create and area is not None:
                 raise Busy("stepd's staging area was moved or replaced during the batch")
@@ -513,7 +525,7 @@ class Transaction:
             area.trash.sync()
             return txn_dir
         except FilesystemError as exc:
-            raise _anonymous(exc, "make the staging directory") from None
+            raise anonymous(exc, "make the staging directory") from None
         except OutsideRoot as exc:
             raise AtomicUnsupported(
                 f"the staging area holds something not its own: {exc.message}"
@@ -540,7 +552,7 @@ class Transaction:
         except OSError as exc:
             raise from_os_error(exc, "", "write the staging journal") from None
         except FilesystemError as exc:
-            raise _anonymous(exc, "write the staging journal") from None
+            raise anonymous(exc, "write the staging journal") from None
 
 
 def _create_journal(txn_dir: Root) -> None:
@@ -596,13 +608,6 @@ def _open_lock(area: Area, *, required: bool) -> int | None:
     return None
 
 
-def _anonymous(exc: FilesystemError, action: str) -> FilesystemError:
-    """``exc`` without the name it carries: a trash directory's name is nobody's business,
-    and it must never reach an answer."""
-    reason = os.strerror(exc.errno) if exc.errno else exc.message
-    return type(exc)(f"cannot {action}: {reason}", path="", err=exc.errno)
-
-
 def _read(txn_dir: Root) -> Iterator[dict[str, Any]]:
     """The journal's records; a torn last line (the process died writing it) is dropped."""
     try:
@@ -610,7 +615,7 @@ def _read(txn_dir: Root) -> Iterator[dict[str, Any]]:
     except FilesystemError as exc:
         if exc.errno == errno.ENOENT:
             return
-        raise _anonymous(exc, "read the staging journal") from None
+        raise anonymous(exc, "read the staging journal") from None
     with os.fdopen(fd, "rb") as journal:
         for line in journal:
             try:
