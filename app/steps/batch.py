@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -90,7 +91,11 @@ def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
     txn = staging.begin() if request.atomic else None
     detachment = staging.detachment() if txn is None and purger.background else None
     try:
-        with staging.lock(exclusive=request.atomic):
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(staging.lock(exclusive=request.atomic))
+            except (SandboxError, StepError) as exc:
+                return _not_run(request, exc)
             return _run_locked(root, _Removal(txn, detachment), request)
     finally:
         if txn is not None and txn.created:
@@ -98,6 +103,16 @@ def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
         if detachment is not None and detachment.created:
             detachment.close()
             purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
+
+
+def _not_run(request: BatchRequest, exc: Exception) -> BatchResult:
+    """The batch whose lock could not be taken (an atomic batch's staging area is not
+    usable): its first step fails with ``exc``, the others are skipped, and the workspace
+    is as it was (so an atomic batch counts as rolled back)."""
+    first, *rest = request.steps
+    failed = StepResult(first.alias, first.uses, status_of(exc), error=exc)
+    skipped = [StepResult(step.alias, step.uses, StepStatus.SKIPPED) for step in rest]
+    return BatchResult([failed, *skipped], failed, rolled_back=request.atomic)
 
 
 def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchResult:

@@ -1,8 +1,8 @@
 """The staging area: deletes that can be undone, journaled on disk so a crash undoes them.
 
 A delete inside a transaction does not remove its target: it renames it into the root's
-hidden area (``RESERVED_NAME``, which no request path or glob can reach), after writing
-down where it came from. Renames keep entries whole (contents, modes, timestamps, symlinks
+hidden area (``area.py``: reached through the sandbox, checked at each use, and which no
+request path or glob can reach), after writing down where it came from. Renames keep entries whole (contents, modes, timestamps, symlinks
 as links), so putting them back restores the workspace exactly; the parent directories'
 times, which a rename changes, are journaled and reset too. Layout::
 
@@ -19,9 +19,12 @@ before anything moves and removed only by purging) holds nothing but garbage.
 
 ``Staging.recover`` rolls back every transaction without an end record (the process died
 mid-batch), then purges every transaction directory (or hands them to the background
-purger, ``purger.py``: ``hand_leftovers_to``). ``Staging.ready`` runs it once before the
-first step: at start-up, or, when the filesystem refused then (read-only, full), on the
-next request that tries again. A plain batch needs no new space here (the lock file and
+purger, ``purger.py``: ``hand_leftovers_to``). ``Staging.ready`` runs it once per
+opening of the area, before a step runs: at start-up, or, when the filesystem refused
+then (read-only, full), on the next request that tries again; and again when the area
+was opened anew (it was moved, replaced or removed meanwhile). A transaction belongs to
+the opening of the area it was made in: it never stages into, commits in or rolls back
+from another. A plain batch needs no new space here (the lock file and
 the journal are only for atomic batches), so deleting still works on a full disk.
 
 A plain (non-atomic) delete uses the same trash without a journal: ``Detachment`` renames
@@ -32,8 +35,12 @@ a crash leaves every target either still in the workspace (the delete did not ha
 client got no answer and retries) or in the trash, where a directory without a journal is
 garbage that recovery purges. It is never half-deleted. Durability is that of an unlink
 (neither is fsynced): after a power loss a target may reappear, as with ``rm``. When that
-directory cannot be made (the trash is on another filesystem, or the filesystem is full or
-read-only), the targets are removed in place instead: a full disk must not stop deletes.
+directory cannot be made or used (the area is refused, the filesystem is full or
+read-only, the trash was removed or the area replaced meanwhile), the targets are removed
+in place instead: a full disk, or a hostile ``.stepd``, must not stop deletes.
+
+Errors about the area never carry its internal names (``area.anonymous``): a trash
+directory's name is nobody's business.
 """
 
 from __future__ import annotations

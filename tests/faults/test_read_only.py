@@ -105,7 +105,7 @@ def _interrupted(root: Path) -> None:
         staging = Staging(opened)
         entry = opened.lookup("target.txt")
         assert entry is not None
-        staging.begin().stage(opened, None, [entry])
+        staging.begin().stage(opened, None, [entry], [])
         staging.close()
     remount(root, "ro")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.main import IDEMPOTENCY_DB
+from app.idempotency.sqlite import DATABASE
 from app.steps.workspace import RESERVED_NAME
 from tests.support.server import Server, serve
 from tests.support.snapshot import Snapshot, changes, snapshot
@@ -37,7 +37,7 @@ FILES = {
     f"{RESERVED_NAME}/state/canary.txt": "beside stepd's own records: no request may reach this",
 }
 # stepd's own records change as requests with an Idempotency-Key arrive.
-OWN_STATE = tuple(f"{IDEMPOTENCY_DB}{suffix}" for suffix in ("", "-wal", "-shm"))
+OWN_STATE = tuple(f"{DATABASE}{suffix}" for suffix in ("", "-wal", "-shm"))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""An atomic batch where renaming into the staging area would cross filesystems fails
-cleanly (409 ``atomic_unsupported``) and deletes nothing in place.
+"""An atomic batch whose staging area is on a filesystem of its own (``.stepd`` is a mount
+point, which stepd refuses as its area) fails cleanly (409 ``atomic_unsupported``) and
+deletes nothing in place.
 
 The staging area is put on a tmpfs of its own, in a private mount namespace, so this
 needs ``unshare`` and the right to mount (root, or a user namespace); it skips otherwise.

@@ -1,5 +1,6 @@
-"""Where the trash is on another filesystem (``.stepd`` is a mount of its own), a rename
-into it fails with EXDEV: a plain delete then deletes in place, and still succeeds.
+"""Where ``.stepd`` is a mount of its own, stepd refuses it as its area (it would be
+another filesystem, and no longer the root's): a plain delete then deletes in place, and
+still succeeds.
 
 Same set-up as ``test_atomic_unsupported``: a tmpfs on ``.stepd`` in a private mount
 namespace, so it needs ``unshare`` and the right to mount, and skips otherwise.
