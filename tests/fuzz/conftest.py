@@ -101,10 +101,13 @@ def make_tree(base: Path) -> Tree:
     return tree
 
 
-def seed_workspace(tree: Tree) -> None:
-    """Re-create whatever is missing in the workspace (``outside`` is never touched)."""
+def seed_workspace(tree: Tree, *, reserved: bool = True) -> None:
+    """Re-create whatever is missing in the workspace (``outside`` is never touched), and
+    in ``.stepd`` unless not ``reserved`` (a test that replaced it with a symlink)."""
     for rel, text in FILES.items():
         path = tree.root / rel
+        if not reserved and rel.startswith(f"{RESERVED_NAME}/"):
+            continue
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
