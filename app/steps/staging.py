@@ -2,9 +2,10 @@
 
 A delete inside a transaction does not remove its target: it renames it into the root's
 hidden area (``area.py``: reached through the sandbox, checked at each use, and which no
-request path or glob can reach), after writing down where it came from. Renames keep entries whole (contents, modes, timestamps, symlinks
-as links), so putting them back restores the workspace exactly; the parent directories'
-times, which a rename changes, are journaled and reset too. Layout::
+request path or glob can reach), after writing down where it came from. Renames keep
+entries whole (contents, modes, timestamps, symlinks as links), so putting them back
+restores the workspace exactly; the parent directories' times, which a rename changes,
+are journaled and reset too. Layout::
 
     .stepd/lock                   flock: shared for plain batches, exclusive for atomic ones
     .stepd/trash/<txn>/journal    JSON lines; each fsynced before the moves it describes
