@@ -76,12 +76,14 @@ def healthz() -> Health:
     summary="Readiness",
     description="`200 ready` when the workspace root is a directory stepd can write to; "
     "`200 degraded` (with `detail`) when it works but not fully: the filesystem is full "
-    "(deletes still work), or the staging area or the idempotency store cannot be opened "
-    "(atomic batches, or requests with an Idempotency-Key, answer that problem). "
+    "(deletes still work), the staging area or the idempotency store cannot be opened, or "
+    "`.stepd` is refused (atomic batches, or requests with an Idempotency-Key, answer that "
+    "problem), or the purger cannot free some of the trash (it tries again). "
     "`503 not_ready` when the root was removed, is read-only or not writable, or an "
     "interrupted atomic batch cannot be recovered yet, so that traffic goes elsewhere "
     "until it is fixed. Each call retries what a degraded start could not do. "
-    "`purgeBacklog` tells what deleted entries the background purger has yet to free.",
+    "`purgeBacklog` tells what deleted entries the background purger has yet to free, how "
+    "many of them it failed to free so far (`stuck`), and how long the oldest has waited.",
     response_model=Readiness,
     responses=ok_examples(
         {
