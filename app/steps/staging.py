@@ -151,7 +151,9 @@ class Staging:
         recovery = self.ready(strict=True)
         with self.area.using() as area:
             assert area is not None
-            os.close(_open_lock(area, required=True) or -1)
+            fd = _open_lock(area, required=True)
+            assert fd is not None
+            os.close(fd)
         return recovery
 
     def ready(self, *, strict: bool = False) -> Recovery:
