@@ -53,22 +53,38 @@ def test_plain_http_gets_no_answer(https: Server) -> None:
 @pytest.mark.parametrize(
     ("files", "reason"),
     [
-        (["--tls-cert-file"], "stepd: TLS needs both a certificate file and a key file"),
-        (["--tls-cert-file", "--tls-key-file"], "stepd: cannot load TLS certificate"),
+        (
+            {"--tls-cert-file": "not PEM"},
+            "stepd: TLS needs both a certificate file and a key file: STEPD_TLS_CERT_FILE / "
+            "--tls-cert-file is set, STEPD_TLS_KEY_FILE / --tls-key-file is not",
+        ),
+        (
+            {"--tls-cert-file": "not PEM", "--tls-key-file": None},
+            "stepd: cannot read '{--tls-key-file}' (STEPD_TLS_KEY_FILE / --tls-key-file): "
+            "No such file or directory",
+        ),
+        (
+            {"--tls-cert-file": "not PEM", "--tls-key-file": "not PEM"},
+            "stepd: cannot load TLS certificate '{--tls-cert-file}' (STEPD_TLS_CERT_FILE / "
+            "--tls-cert-file) with key '{--tls-key-file}' (STEPD_TLS_KEY_FILE / --tls-key-file)",
+        ),
     ],
-    ids=["cert-without-key", "unusable-cert"],
+    ids=["cert-without-key", "missing-key", "unusable-cert"],
 )
-def test_tls_that_cannot_work_refuses_to_start(
+def test_tls_that_cannot_work_refuses_to_start_naming_the_file(
     root_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    files: list[str],
+    files: dict[str, str | None],
     reason: str,
 ) -> None:
     argv = ["serve", "--workspace-root", str(root_dir)]
-    for option in files:
-        (tmp_path / option).write_text("not PEM")
-        argv += [option, str(tmp_path / option)]
+    for option, content in files.items():
+        path = tmp_path / option.strip("-")
+        if content is not None:
+            path.write_text(content)
+        argv += [option, str(path)]
+        reason = reason.replace("{" + option + "}", str(path))
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(reason)

@@ -8,7 +8,8 @@ Without one, every path is open (the command line then serves only on loopback).
 The caller is stored in the ASGI scope as ``scope["state"]["caller"]`` (``CALLER_KEY``),
 which routes read as ``request.state.caller`` or through ``caller_of(request)``: the token's
 name from the file, ``sha256:<12 hex>`` for an unnamed token, or ``ANONYMOUS`` on an open
-path or without authentication. It is never the token itself.
+path or without authentication. It is never the token itself. It is also noted in the
+request's record, so that the access line names it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import problem_response
 from app.api.tokens import TokenFile
+from app.observability.record import note_caller
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 METRICS_PATH = "/metrics"
@@ -59,6 +61,7 @@ class AuthMiddleware:
                 return
             caller = matched
         scope.setdefault("state", {})[CALLER_KEY] = caller
+        note_caller(caller)
         await self.app(scope, receive, send)
 
 
