@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,24 +10,7 @@ import pytest
 import trustme
 
 from app.cli import main
-from tests.support.server import Server, serve
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def https(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("tls")
-    (base / "root").mkdir()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(base / "key.pem"))
-    args = ["--tls-cert-file", str(base / "cert.pem"), "--tls-key-file", str(base / "key.pem")]
-    with serve(base / "root", *args) as server:
-        yield server
+from tests.support.server import Server
 
 
 def test_https_is_served_with_the_given_certificate(https: Server, ca: trustme.CA) -> None:

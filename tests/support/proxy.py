@@ -5,11 +5,14 @@ ingress with a rewrite does); it can speak HTTPS with a given context (one that 
 client certificates, say, as an ingress doing mutual TLS); it can fail the first requests
 as ``faults`` says (a 503 problem, or a connection closed without an answer); and it
 records the headers of every request it receives, so retries and their keys can be read.
+``ConnectionCounter`` relays bytes and counts connections, TLS left to the ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
 import threading
 from collections import deque
@@ -115,3 +118,57 @@ class ReverseProxy:
 
 def _forwarded(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, value) for name, value in headers if name.lower() not in NOT_FORWARDED]
+
+
+class ConnectionCounter:
+    """Relays TCP connections to ``upstream_port`` on 127.0.0.1, byte for byte (TLS goes
+    through untouched), and counts them: how many attempts a client made."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def url(self, path: str = "", scheme: str = "https") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            relay = threading.Thread(target=_relay, args=(client, self.upstream_port))
+            self.threads.append(relay)
+            relay.start()
+
+    def __enter__(self) -> ConnectionCounter:
+        self.threads[0].start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # shutdown, not just close, wakes the accept() that the thread is blocked in.
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for thread in self.threads:
+            thread.join()
+
+
+def _relay(client: socket.socket, upstream_port: int) -> None:
+    """Both directions of one connection, until each side has closed its own."""
+    with client, socket.create_connection(("127.0.0.1", upstream_port)) as upstream:
+        back = threading.Thread(target=_pipe, args=(upstream, client))
+        back.start()
+        _pipe(client, upstream)
+        back.join()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
