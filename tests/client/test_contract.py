@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stepd_client
 from pydantic import BaseModel
 from stepd_client import BatchResult, DeleteResult, DeleteStep
 from stepd_client.client import batch_body, delete_body
 
+from app import __version__
 from app.api.spec import openapi_document
 from app.models.batch import BatchRequestV1
 from app.models.v1 import DeleteRequestV1
@@ -98,3 +100,7 @@ def test_the_client_distribution_requires_only_httpx_pydantic_and_tenacity() -> 
         "pydantic",
         "tenacity",
     }
+
+
+def test_the_client_is_released_with_the_server_it_speaks_to() -> None:
+    assert stepd_client.__version__ == importlib.metadata.version("stepd-client") == __version__
