@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     idempotency_lease: timedelta = Field(
         timedelta(seconds=30),
         gt=timedelta(0),
-        description="How long a running request's claim of its Idempotency-Key holds without "
-        "being renewed (it is renewed every third of it); then another process may take it.",
+        description="How long the claim of a running request's idempotency key holds unless "
+        "renewed (it is renewed every third of it); then another process may take it over.",
     )
     instance_id: str | None = Field(
         None,
