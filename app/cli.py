@@ -1,4 +1,4 @@
-"""``stepd serve``: the command line."""
+"""``stepd serve`` and ``stepd step``: the command line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -43,7 +44,26 @@ def _parser() -> argparse.ArgumentParser:
         choices=["json", "console"],
         help="one JSON object per line, or human-readable (STEPD_LOG_FORMAT, default json)",
     )
+    _add_step_commands(commands)
     return parser
+
+
+def _add_step_commands(commands: Any) -> None:
+    """``stepd step <kind>``: each step kind, run once in a directory (``step_command``)."""
+    from app.steps.registry import KINDS
+
+    step = commands.add_parser("step", help="run one step in a directory and exit")
+    kinds = step.add_subparsers(dest="kind", required=True)
+    for uses in KINDS:
+        kind = kinds.add_parser(uses, help=f"run one {uses} step (for Kargo custom steps)")
+        kind.add_argument(
+            "--config", required=True, help="the step's config: a JSON object, as in API v1"
+        )
+        kind.add_argument(
+            "--workdir",
+            default=".",
+            help="the directory the step runs in, its root (default: the current directory)",
+        )
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -79,6 +99,10 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stepd`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "step":
+        from app.step_command import run_step
+
+        return run_step(args.kind, args.config, Path(args.workdir))
     from app.main import create_app
 
     try:

@@ -80,6 +80,23 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds the purger pauses after each slice while requests are served.",
     )
+    kargo_kind_prefix: str = Field(
+        "stepd-",
+        pattern=r"^[a-z0-9][a-z0-9.-]*$",
+        description="Prefix of the step kinds the Kargo step plugin route runs "
+        "(`stepd-delete`), so that none is the name of a Kargo built-in step.",
+    )
+    kargo_token_file: Path | None = Field(
+        None,
+        description="The file holding the Kargo agent's bearer token for the step plugin "
+        "route; unset: that route follows the usual authentication.",
+    )
+    kargo_duplicate_wait: float = Field(
+        20.0,
+        ge=0,
+        description="Seconds a repeated step plugin request waits for the first one to "
+        "finish before answering `Running`.",
+    )
 
 
 def check_workspace_root(path: Path) -> Path:
