@@ -53,17 +53,23 @@ def evaluate_expression(expression: str, env: Mapping[str, Any]) -> Any:
     return _evaluate_expr_lang(expression, bindings)
 
 
-def evaluate_template(template: str, env: Mapping[str, Any]) -> Any:
-    """A config string with zero or more delimited expressions, typed as Kargo types it."""
-    if not any(start in template for start, _ in DELIMITERS):
-        return template
+def render_string(template: str, env: Mapping[str, Any]) -> str:
+    """A string with zero or more delimited expressions, each replaced by its value
+    (strings as they are, anything else as JSON), and kept a string."""
     parts: list[str] = []
     rest = template
     while (found := _next_expression(rest)) is not None:
         before, expression, rest = found
         value = evaluate_expression(expression, env)
         parts += [before, value if isinstance(value, str) else go_json(value)]
-    result = "".join([*parts, rest])
+    return "".join([*parts, rest])
+
+
+def evaluate_template(template: str, env: Mapping[str, Any]) -> Any:
+    """A config string with zero or more delimited expressions, typed as Kargo types it."""
+    if not any(start in template for start, _ in DELIMITERS):
+        return template
+    result = render_string(template, env)
     newline = "\n" if result.endswith("\n") else ""
     result = result.removesuffix("\n")
     if len(result) > 1 and result.startswith('"') and result.endswith('"'):
