@@ -14,17 +14,19 @@ client it adapts):
   is an error (final if ``terminal``); ``Failed`` with a message is final; ``Errored``
   with a message is an error, final only if ``terminal``; anything else is no error.
 - **The step** (``Agent._run_step``, the orchestrator): ``Succeeded`` ends it; a final
-  error ends it ``Failed`` (if the step said Failed) or ``Errored``; other errors count
-  up to the step's error threshold; a ``Running`` step (or one that failed without a
+  error ends it ``Failed`` (if the step said Failed; upstream Kargo's orchestrator, with
+  ``extended=False``: ``Errored``) or ``Errored``; other errors count up to the step's
+  error threshold (default 1); a ``Running`` step (or one that failed without a
   word) is asked again after its ``retryAfter`` until the step's timeout. Every answer's
   ``output`` is stored under the step's alias (``outputs.<alias>`` for later steps).
 - **The promotion**: steps in order, each ``config`` evaluated as Kargo evaluates it
   (``kargo.evaluate_config``) before every try; after a failure, later steps are
   ``Skipped``; the phase is the worst step status.
 
-Built-in steps (``git-clone``...) run in this process, in the same work dir, through the
-functions the test hands over. Waits are scaled by ``time_scale`` (durations measured
-against timeouts are scaled back), so a test can run a 5 s ``retryAfter`` in 0.5 s.
+Built-in steps (``git-clone``, ``http``...) run in this process, in the same work dir,
+through the functions the test hands over. Waits last ``time_scale`` of their time and
+the step timeout is measured on a clock that counts them whole, so a test can run a 5 s
+``retryAfter`` in 0.5 s, or ten minutes of polling in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -39,28 +41,19 @@ from typing import Any
 
 import httpx
 
-from tests.examples.kargo import evaluate_config
+from tests.examples.kargo import Answer, evaluate_config
 
 PLUGIN_METHOD = "/api/v1/step.execute"
 CLIENT_TIMEOUT = 30.0
 BACKOFF = (0.25, 0.5)  # between the three tries of a transient failure
 TRANSIENT_RETRY_AFTER = 2.0
+# When a step still running without a retryAfter of its own is looked at again (the
+# http step's default pollInterval).
+REQUEUE = 30.0
 STATUSES = ("Succeeded", "Failed", "Errored", "Running", "Skipped", "Aborted")
 # Worst last: a promotion's phase is its worst step's status.
 SEVERITY = ("Succeeded", "Skipped", "Running", "Aborted", "Failed", "Errored")
 NOT_IMPLEMENTED = "plugin does not implement step.execute"
-
-
-@dataclass
-class Answer:
-    """A plugin's answer as the agent hands it on (Kargo's ``StepExecuteResponse``)."""
-
-    status: str
-    message: str = ""
-    output: dict[str, Any] | None = None
-    retry_after: float | None = None
-    error: str = ""
-    terminal: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,20 +188,30 @@ class Agent:
 
     def __init__(
         self,
-        client: PluginClient,
+        client: PluginClient | None,
         plugin_steps: Mapping[str, StepDefaults],
         builtins: Mapping[str, Builtin],
         *,
         time_scale: float = 1.0,
+        extended: bool = True,
     ) -> None:
         self.client = client
         self.plugin_steps = plugin_steps
         self.builtins = builtins
         self.time_scale = time_scale
-        client.sleep = self.sleep
+        self.extended = extended
+        self._skew = 0.0
+        if client is not None:
+            client.sleep = self.sleep
 
     def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of the promotion's time: that times ``time_scale`` for real."""
         time.sleep(seconds * self.time_scale)
+        self._skew += seconds * (1 - self.time_scale)
+
+    def now(self) -> float:
+        """The promotion's clock: real time, plus what scaled waits left out."""
+        return time.monotonic() + self._skew
 
     def promote(
         self,
@@ -218,11 +221,13 @@ class Agent:
         ctx: dict[str, Any],
         uid: str,
         variables: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, Any] | None = None,
         after_step: Callable[[StepRun], None] = lambda step: None,
     ) -> PromotionRun:
-        """Run ``steps`` (a promotion template's) to the end, as one Promotion."""
+        """Run ``steps`` (a promotion template's) to the end, as one Promotion; ``secrets``
+        are the project's Secrets that ``secret(name)`` reads."""
         state: dict[str, Any] = {}
-        env: dict[str, Any] = {"ctx": ctx, "vars": {}}
+        env: dict[str, Any] = {"ctx": ctx, "vars": {}, "secrets": dict(secrets or {})}
         for var in variables or {}:
             env["vars"][var] = evaluate_config((variables or {})[var], env)
         runs: list[StepRun] = []
@@ -250,13 +255,15 @@ class Agent:
         retry = step.get("retry", {})
         threshold = int(retry.get("errorThreshold", defaults.error_threshold))
         timeout = _go_duration(retry["timeout"]) if "timeout" in retry else defaults.timeout
-        started = time.monotonic()
+        started = self.now()
         while True:
-            config = evaluate_config(step.get("config", {}), {**env, "outputs": state})
+            outputs = {"outputs": state, "task": {"outputs": state}}
+            config = evaluate_config(step.get("config", {}), {**env, **outputs})
             calls: list[Call] = []
             if run.kind in self.builtins:
                 answer = self.builtins[run.kind](work_dir, config)
             else:
+                assert self.client is not None, f"no plugin for {run.kind!r}"
                 request = _wire_request(run, config, work_dir, uid, env["ctx"], state)
                 answer = self.client.execute(request, calls)
             run.attempts.append(Attempt(answer, calls))
@@ -266,15 +273,15 @@ class Agent:
                 return
             if self._finished(run, answer, threshold):
                 return
-            elapsed = (time.monotonic() - started) / self.time_scale
-            if timeout and elapsed > timeout:
+            if timeout and self.now() - started > timeout:
                 run.status, run.message = "Errored", f"step {run.alias!r} timed out"
                 return
-            self.sleep(answer.retry_after or TRANSIENT_RETRY_AFTER)
+            self.sleep(answer.retry_after or REQUEUE)
 
-    @staticmethod
-    def _finished(run: StepRun, answer: Answer, threshold: int) -> bool:
-        """Kargo's ``reconcileResultWithMetadata`` then ``determineStepCompletion``."""
+    def _finished(self, run: StepRun, answer: Answer, threshold: int) -> bool:
+        """Kargo's ``reconcileResultWithMetadata`` then ``determineStepCompletion``: in
+        kargo-extended's orchestrator a terminal ``Failed`` stays ``Failed``; upstream's
+        makes every terminal error ``Errored``."""
         run.status, run.message = answer.status, answer.message
         error = read_answer(answer)
         if error is not None:
@@ -287,7 +294,7 @@ class Agent:
         if run.status in ("Succeeded", "Skipped"):
             return True
         if error is not None and error.terminal:
-            if run.status != "Failed":
+            if run.status != "Failed" or not self.extended:
                 run.status = "Errored"
                 run.message = f"an unrecoverable error occurred: {error.text}"
             return True
