@@ -137,6 +137,8 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "payload_too_large": InvalidRequest,
     "request_timeout": InvalidRequest,
     "unauthorized": Unauthorized,
+    "kargo_token_rejected": Unauthorized,
+    "invalid_step_request": InvalidRequest,
     "path_too_long": InvalidPath,
     "too_many_segments": InvalidPath,
     "invalid_path": InvalidPath,

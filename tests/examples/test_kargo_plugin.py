@@ -13,6 +13,7 @@ import fcntl
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -162,13 +163,22 @@ class Pod:
             after_step=after_step,
         )
 
-    def plugin_requests(self) -> list[dict[str, Any]]:
-        """stepd's access log lines of the step plugin route so far."""
-        return [
-            line
-            for line in self.stepd.lines
-            if line.get("logger") == "stepd.access" and line.get("path") == "/api/v1/step.execute"
-        ]
+    def plugin_requests(self, count: int) -> list[dict[str, Any]]:
+        """stepd's access log lines of the step plugin route, once ``count`` are written
+        (a line is written when its response is done, maybe after the agent read it)."""
+        deadline = time.monotonic() + 30
+
+        def lines() -> list[dict[str, Any]]:
+            return [
+                line
+                for line in list(self.stepd.lines)
+                if line.get("logger") == "stepd.access"
+                and line.get("path") == "/api/v1/step.execute"
+            ]
+
+        while len(lines()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return lines()
 
 
 @pytest.fixture
@@ -345,7 +355,7 @@ def test_a_retry_after_a_timed_out_call_gets_the_first_answer(
     assert calls[-1].status_code == 200
     # The retry found the directory gone, yet reports it deleted: the first answer.
     assert run.outputs["clean"] == {"deleted": ["out/charts/old-service"], "absent": []}
-    requests = pod.plugin_requests()
+    requests = pod.plugin_requests(len(calls))
     assert len(requests) == len(calls)
     assert [line.get("deleted") for line in requests].count(1) == 1
     assert porcelain(pod.work_dir / "out") == deleted_files(["out/charts/old-service"])
@@ -373,7 +383,10 @@ def test_a_repeated_call_while_the_first_still_runs_is_running_then_replayed(
     assert [call.status_code for call in first.calls] == [None, 200]
     assert attempts[-1].answer.status == "Succeeded"
     assert run.outputs["clean"] == {"deleted": ["out/keep.txt"], "absent": []}
-    assert [line.get("deleted") for line in pod.plugin_requests()].count(1) == 1
+    calls = sum(len(attempt.calls) for attempt in attempts)
+    requests = pod.plugin_requests(calls)
+    assert len(requests) == calls
+    assert [line.get("deleted") for line in requests].count(1) == 1
 
 
 @contextmanager
