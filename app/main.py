@@ -107,7 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     # How a Kargo agent may spell the root in a work dir: as configured, or resolved.
     app.state.root_paths = tuple(
-        dict.fromkeys(PurePosixPath(p) for p in (settings.workspace_root.absolute(), root_path))
+        dict.fromkeys(
+            PurePosixPath(p) for p in (settings.workspace_root.expanduser().absolute(), root_path)
+        )
     )
     app.state.metrics = Metrics()
     problems.install(app)

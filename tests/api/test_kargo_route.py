@@ -16,7 +16,7 @@ from app.idempotency.sqlite import SQLiteStore
 from app.main import create_app
 from app.models.kargo import StepExecuteResponse
 from app.sandbox.errors import Busy
-from app.settings import Settings
+from app.settings import ConfigError, Settings
 from app.steps.batch import StepResult, StepStatus
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import TargetNotFound
@@ -342,3 +342,14 @@ def test_without_a_kargo_token_file_the_usual_tokens_apply(root_dir: Path, tmp_p
         assert_problem(client.post(PATH, json=step({"path": "x"})), 401, "unauthorized")
         answer = client.post(PATH, json=step({"path": "x"}), headers=bearer(STEPD_TOKEN))
         assert answer.json()["status"] == "Succeeded"
+
+
+@pytest.mark.parametrize("content", [None, "  \n"], ids=["missing", "blank"])
+def test_a_kargo_token_file_that_cannot_serve_keeps_stepd_from_starting(
+    root_dir: Path, tmp_path: Path, content: str | None
+) -> None:
+    token = tmp_path / "kargo-token"
+    if content is not None:
+        token.write_text(content)
+    with pytest.raises(ConfigError, match="token file"):
+        create_app(Settings(workspace_root=root_dir, kargo_token_file=token))
