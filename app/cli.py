@@ -1,9 +1,10 @@
-"""``stepd serve`` and ``stepd healthcheck``: the command line.
+"""``stepd serve``, ``stepd healthcheck`` and ``stepd step``: the command line.
 
 Every setting is an option of both commands, generated from ``Settings`` with its
 environment variable and default in the help, so ``--help`` cannot drift from the code.
 Exit status 2 is a setting that cannot serve (one line on stderr naming the variable and
-the option), 3 a start-up that failed later (uvicorn's own status).
+the option), 3 a start-up that failed later (uvicorn's own status). ``stepd step <kind>``
+runs one step in a directory and exits (``step_command``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ssl
 import sys
 import urllib.request
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, get_args, get_origin
 
@@ -65,7 +67,26 @@ def _parser() -> argparse.ArgumentParser:
         "answers 200, else 1. The container image's HEALTHCHECK.",
     )
     _add_settings(healthcheck)
+    _add_step_commands(commands)
     return parser
+
+
+def _add_step_commands(commands: Any) -> None:
+    """``stepd step <kind>``: each step kind, run once in a directory (``step_command``)."""
+    from app.steps.registry import KINDS
+
+    step = commands.add_parser("step", help="run one step in a directory and exit")
+    kinds = step.add_subparsers(dest="kind", required=True)
+    for uses in KINDS:
+        kind = kinds.add_parser(uses, help=f"run one {uses} step (for Kargo custom steps)")
+        kind.add_argument(
+            "--config", required=True, help="the step's config: a JSON object, as in API v1"
+        )
+        kind.add_argument(
+            "--workdir",
+            default=".",
+            help="the directory the step runs in, its root (default: the current directory)",
+        )
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "healthcheck":
         return healthcheck(args)
+    if args.command == "step":
+        from app.step_command import run_step
+
+        return run_step(args.kind, args.config, Path(args.workdir))
     from app.main import create_app
 
     try:

@@ -109,6 +109,23 @@ class Settings(BaseSettings):
         "(`/stepd`): the spec's `servers` carry it, so Swagger UI's Try it out goes "
         "through the proxy. Empty: served at `/`.",
     )
+    kargo_kind_prefix: str = Field(
+        "stepd-",
+        pattern=r"^[a-z0-9][a-z0-9.-]*$",
+        description="Prefix of the step kinds the Kargo step plugin route runs "
+        "(`stepd-delete`), so that none is the name of a Kargo built-in step.",
+    )
+    kargo_token_file: Path | None = Field(
+        None,
+        description="The file holding the Kargo agent's bearer token for the step plugin "
+        "route; unset: that route follows the usual authentication.",
+    )
+    kargo_duplicate_wait: float = Field(
+        20.0,
+        ge=0,
+        description="Seconds a repeated step plugin request waits for the first one to "
+        "finish before answering `Running`.",
+    )
 
 
 def variable(name: str) -> str:

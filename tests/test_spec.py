@@ -72,6 +72,7 @@ def test_operation_ids_are_stable(document: dict[str, Any]) -> None:
         "/steps/batch": {"post": "runBatch"},
         "/healthz": {"get": "getHealth"},
         "/readyz": {"get": "getReadiness"},
+        "/api/v1/step.execute": {"post": "executeKargoStep"},
     }
 
 

@@ -6,6 +6,11 @@ With a token file configured, every path needs ``Authorization: Bearer <token>``
 protected without thought.
 Without one, every path is open (the command line then serves only on loopback).
 
+The Kargo step plugin route (``KARGO_PATH``) is the exception when a Kargo token file is
+configured: it then takes that one token (the agent's, caller ``kargo-agent``) and
+nothing else, and answers 403 ``kargo_token_rejected`` otherwise, as Kargo's step plugin
+protocol asks; the token file of stepd's own callers does not apply to it.
+
 The caller is stored in the ASGI scope as ``scope["state"]["caller"]`` (``CALLER_KEY``),
 which routes read as ``request.state.caller`` or through ``caller_of(request)``: the token's
 name from the file, ``sha256:<12 hex>`` for an unnamed token, or ``ANONYMOUS`` on an open
@@ -28,6 +33,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", DOCS_URL, "/openapi.json"})
 # Swagger UI's script, stylesheet and icon: a browser fetches them without the token.
 OPEN_PREFIX = ASSETS_URL + "/"
 METRICS_PATH = "/metrics"
+KARGO_PATH = "/api/v1/step.execute"
 CALLER_KEY = "caller"
 ANONYMOUS = "anonymous"
 REALM = 'Bearer realm="stepd"'
@@ -47,9 +53,16 @@ def caller_in(scope: Scope) -> str:
 class AuthMiddleware:
     """Answers 401 ``unauthorized`` unless the request is open or carries a known token."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenFile | None, metrics_auth: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: TokenFile | None,
+        metrics_auth: bool,
+        kargo_tokens: TokenFile | None = None,
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.kargo_tokens = kargo_tokens
         self.open_paths = OPEN_PATHS if metrics_auth else OPEN_PATHS | {METRICS_PATH}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,7 +71,15 @@ class AuthMiddleware:
             return
         caller = ANONYMOUS
         path: str = scope["path"]
-        if self.tokens is not None and not (
+        if self.kargo_tokens is not None and path == KARGO_PATH:
+            token = _bearer_token(Headers(scope=scope))
+            matched = self.kargo_tokens.match(token) if token else None
+            if matched is None:
+                detail = "the bearer token is not the one in the Kargo token file"
+                await problem_response("kargo_token_rejected", detail)(scope, receive, send)
+                return
+            caller = matched
+        elif self.tokens is not None and not (
             path in self.open_paths or path.startswith(OPEN_PREFIX)
         ):
             token = _bearer_token(Headers(scope=scope))

@@ -128,11 +128,16 @@ class Staging:
     killed process left; ``ready`` recovers once per opening of the area, before a step
     runs. Until the area exists and is recovered, what needs it answers the filesystem's
     error (``ReadOnlyFilesystem``, ``NoSpace``...) and the next request tries again.
+
+    ``shared=False`` says that no other process or thread works in the root (the
+    ``stepd step`` command): plain batches then take no lock, so a root that never sees
+    an atomic batch is never given a staging area.
     """
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: Root, *, shared: bool = True) -> None:
         self.root = root
         self.area = StateArea(root)
+        self.shared = shared
         self._ready_mutex = threading.Lock()
         self._take_leftovers: Callable[[list[str]], None] | None = None
 
@@ -205,6 +210,9 @@ class Staging:
         the area cannot be trusted, no atomic batch can hold it either, so a plain batch
         runs without it.
         """
+        if not (self.shared or exclusive):
+            yield
+            return
         with ExitStack() as stack:
             try:
                 held = self._lock_file(stack, exclusive=exclusive)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
@@ -29,11 +28,11 @@ from app.models.batch import (
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.observability.record import RequestRecord
 from app.sandbox.errors import SandboxError
-from app.steps.batch import BatchResult as BatchRun
 from app.steps.batch import StepResult, run_batch
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import TargetNotFound
 from app.steps.registry import DELETE
+from app.steps.single import outputs
 
 router = APIRouter(prefix="/steps", tags=["steps"])
 
@@ -221,7 +220,7 @@ def run_delete_step(
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
     result = run_batch(root, purger, batch)
-    _observe(record, spec.workspace, result)
+    observe(record, spec.workspace, result.steps)
     failed = result.failed
     if failed is not None:
         assert failed.error is not None
@@ -259,7 +258,7 @@ def run_batch_steps(
         message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
     result = run_batch(root, purger, spec)
-    _observe(record, spec.workspace, result)
+    observe(record, spec.workspace, result.steps)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
         return _json(batch_result(spec.api_version, steps), exclude_none=True)
@@ -281,19 +280,21 @@ def _json(result: BaseModel, *, exclude_none: bool = False) -> Response:
 
 def _step_result(result: StepResult) -> BatchStepResult:
     """The response form of one step's result."""
-    output = result.output
-    outputs = asdict(output) if is_dataclass(output) and not isinstance(output, type) else {}
     error = None
     if result.error is not None:
         error = StepFailure(code=error_code(result.error), detail=error_detail(result.error))
     return BatchStepResult(
-        alias=result.alias, uses=result.uses, status=result.status, error=error, **outputs
+        alias=result.alias,
+        uses=result.uses,
+        status=result.status,
+        error=error,
+        **outputs(result.output),
     )
 
 
-def _observe(record: RequestRecord, workspace: str | None, result: BatchRun) -> None:
+def observe(record: RequestRecord, workspace: str | None, steps: list[StepResult]) -> None:
     """Tell the request's record (its log line and metrics) the fate of every entry."""
-    for step in result.steps:
+    for step in steps:
         record.start_step(step.uses, workspace)
         if isinstance(step.output, DeleteOutcome):
             for path in step.output.deleted:

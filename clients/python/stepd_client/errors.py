@@ -9,8 +9,9 @@
     └── ProblemError           a problem+json answer: code, detail, problem
         ├── InvalidRequest       invalid_request, unsupported_media_type, payload_too_large,
         │                        request_timeout, invalid_idempotency_key,
-        │                        idempotency_key_reused; or refused before sending
-        ├── Unauthorized         unauthorized
+        │                        idempotency_key_reused, invalid_step_request; or
+        │                        refused before sending
+        ├── Unauthorized         unauthorized, kargo_token_rejected
         ├── Conflict             idempotency_key_in_flight (retried first)
         ├── InvalidPath          invalid_path, path_outside_workspace, invalid_glob,
         │                        symlink_loop, name_too_long, path_too_long,
@@ -183,6 +184,8 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "payload_too_large": InvalidRequest,
     "request_timeout": InvalidRequest,
     "unauthorized": Unauthorized,
+    "kargo_token_rejected": Unauthorized,
+    "invalid_step_request": InvalidRequest,
     "path_too_long": InvalidPath,
     "too_many_segments": InvalidPath,
     "invalid_path": InvalidPath,
