@@ -15,6 +15,7 @@ from app.api.routes.kargo import _replayed, answer_of
 from app.idempotency.sqlite import SQLiteStore
 from app.main import create_app
 from app.models.kargo import StepExecuteResponse
+from app.sandbox import Root
 from app.sandbox.errors import Busy
 from app.settings import ConfigError, Settings
 from app.steps.batch import StepResult, StepStatus
@@ -231,8 +232,14 @@ def test_a_store_that_cannot_keep_the_record_is_errored_and_runs_nothing(
         assert client.post(PATH, json=step({"path": "out"})).json()["status"] == "Succeeded"
 
 
+def _store(directory: Path) -> SQLiteStore:
+    return SQLiteStore(
+        Root.open(directory), timedelta(hours=1), owner="kargo-test", lease=timedelta(seconds=30)
+    )
+
+
 def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "records.sqlite3", timedelta(hours=1))
+    store = _store(tmp_path)
     answers = iter(
         [
             StepExecuteResponse(status="Errored", message="busy: try again"),
@@ -254,7 +261,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
 
 
 def test_a_request_already_running_is_answered_running(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "records.sqlite3", timedelta(hours=1))
+    store = _store(tmp_path)
     store.claim("kargo-agent", "key", "fp")
     body = _replayed(store, "kargo-agent", "key", "fp", lambda: pytest.fail("ran"), wait=0).body
     store.close()
