@@ -14,6 +14,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app import __version__
+from app.api.protocol import Answer, ConnectionLimits, bare_answer, protocol_class
 from app.observability.logs import configure_logging
 from app.settings import ConfigError, Settings, check_exposure, check_tls, check_workspace_root
 
@@ -79,7 +80,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stepd`` console script."""
     args = _parser().parse_args(argv)
-    from app.main import create_app
+    from app.main import connection_answers, create_app
 
     try:
         settings = load_settings(args)
@@ -97,23 +98,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     # Our formatter on the root logger serves uvicorn's loggers too (log_config=None keeps
     # uvicorn from installing its own), and our access line replaces uvicorn's.
-    uvicorn.run(app, **uvicorn_options(settings))
+    uvicorn.run(app, **uvicorn_options(settings, connection_answers(app)))
     return 0
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How ``stepd serve`` runs uvicorn (the benchmarks serve their baseline alike)."""
+def uvicorn_options(settings: Settings, answer: Answer = bare_answer) -> dict[str, Any]:
+    """How ``stepd serve`` runs uvicorn (the benchmarks serve their baseline alike):
+    h11, with stepd's connection limits answered by ``answer`` (``app.api.protocol``),
+    which replace uvicorn's concurrency limit."""
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        max_requests=settings.max_concurrency,
+        max_connections=settings.max_connections,
+        max_header_bytes=settings.max_header_bytes,
+        answer=answer,
+    )
     return {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "http": "h11",
+        "http": protocol_class(limits),
         "loop": "uvloop",
         "ssl_certfile": settings.tls_cert_file,
         "ssl_keyfile": settings.tls_key_file,
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "limit_concurrency": settings.max_concurrency,
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout,

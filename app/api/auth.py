@@ -1,8 +1,10 @@
 """Bearer-token authentication, as pure ASGI middleware: decided before any body is read.
 
 With a token file configured, every path needs ``Authorization: Bearer <token>`` except
-``OPEN_PATHS`` (health, readiness, the docs, the spec) and ``/metrics`` unless
-``metrics_auth``: deny by default, so a route added later is protected without thought.
+``OPEN_PATHS`` (health, readiness, the docs, the spec), the files under ``OPEN_PREFIX``
+(Swagger UI's script and stylesheet, without which ``/docs`` is a blank page) and
+``/metrics`` unless ``metrics_auth``: deny by default, so a route added later is protected
+without thought.
 Without one, every path is open (the command line then serves only on loopback).
 
 The caller is stored in the ASGI scope as ``scope["state"]["caller"]`` (``CALLER_KEY``),
@@ -18,9 +20,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import problem_response
+from app.api.routes.docs import ASSETS_URL
 from app.api.tokens import TokenFile
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PREFIX = ASSETS_URL + "/"
 METRICS_PATH = "/metrics"
 CALLER_KEY = "caller"
 ANONYMOUS = "anonymous"
@@ -51,7 +55,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         caller = ANONYMOUS
-        if self.tokens is not None and scope["path"] not in self.open_paths:
+        if self.tokens is not None and not self._is_open(scope["path"]):
             token = _bearer_token(Headers(scope=scope))
             matched = self.tokens.match(token) if token else None
             if matched is None:
@@ -60,6 +64,12 @@ class AuthMiddleware:
             caller = matched
         scope.setdefault("state", {})[CALLER_KEY] = caller
         await self.app(scope, receive, send)
+
+    def _is_open(self, path: str) -> bool:
+        if path in self.open_paths:
+            return True
+        # Only the assets themselves: no ``..`` may climb from there to another route.
+        return path.startswith(OPEN_PREFIX) and ".." not in path.split("/")
 
 
 def _bearer_token(headers: Headers) -> str | None:

@@ -5,15 +5,26 @@ response (Starlette's own 500s included, as it sits outside them), counts and ti
 request in the metrics, and logs one line when the response is done. Pure ASGI rather
 than ``BaseHTTPMiddleware``: no extra task per request and streaming left alone. It
 never reads bodies, and logs no header but the request id.
+
+A request answered before routing (401, 413, 415, an over-limit 503...) is counted under
+the route its path matches all the same; ``<unmatched>`` is for paths no route matches.
+A request cancelled before it answered (uvicorn cancels what still runs when the
+shutdown timeout is over) is answered here, ``503 shutting_down``, instead of uvicorn's
+bare 500. The connection's own answers (``app.api.protocol``) come through here too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.pool import uncancel
+from app.api.problems import closing_problem
 from app.observability.metrics import UNMATCHED_ROUTE, Metrics
 from app.observability.record import recording
 from app.observability.request_id import HEADER, request_id
@@ -23,19 +34,31 @@ log = logging.getLogger("stepd.access")
 _HEADER_KEY = HEADER.lower().encode("latin-1")
 
 
-def route_template(scope: Scope) -> str:
+def route_template(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
     """The template of the route that served ``scope`` (``/steps/delete``), never the raw
-    path; ``<unmatched>`` when no route did."""
+    path; else of the first of ``routes`` its path and method match (a request answered
+    before routing), of the first its path matches (a 405), or ``<unmatched>``."""
     path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    if isinstance(path, str):
+        return path
+    partial = UNMATCHED_ROUTE
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "path", UNMATCHED_ROUTE)
+        if match is Match.PARTIAL and partial == UNMATCHED_ROUTE:
+            partial = getattr(route, "path", UNMATCHED_ROUTE)
+    return partial
 
 
 class RequestObserver:
-    """Request id, metrics and the access log line for every HTTP request."""
+    """Request id, metrics and the access log line for every HTTP request; ``routes``
+    are the application's, for requests answered before routing."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,13 +67,15 @@ class RequestObserver:
         start = time.perf_counter()
         # 500 unless the application starts a response: what the server answers then.
         status = 500
+        started = False
         with recording(request_id(scope["headers"])) as record:
             id_header = (_HEADER_KEY, record.request_id.encode("ascii"))
 
             async def send_with_id(message: Message) -> None:
-                nonlocal status
+                nonlocal status, started
                 if message["type"] == "http.response.start":
                     status = message["status"]
+                    started = True
                     message = {**message, "headers": [*message.get("headers", ()), id_header]}
                 await send(message)
 
@@ -58,10 +83,16 @@ class RequestObserver:
             self.metrics.in_progress.inc()
             try:
                 await self.app(scope, receive, send_with_id)
+            except asyncio.CancelledError:
+                if started:
+                    raise
+                uncancel()
+                detail = "the service is shutting down; the request was not completed"
+                await closing_problem("shutting_down", detail)(scope, receive, send_with_id)
             finally:
                 self.metrics.in_progress.dec()
                 seconds = time.perf_counter() - start
-                route = route_template(scope)
+                route = route_template(scope, self.routes)
                 self.metrics.observe(scope["method"], route, status, seconds, record)
                 log.info(
                     "request",

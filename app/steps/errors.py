@@ -6,7 +6,8 @@ snake_case ``code``::
 
     StepError
     ├── TargetNotFound     strict mode, and an entry or pattern matched nothing
-    └── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
+    ├── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
+    └── Stopped            the service is shutting down: the work stopped at a safe point
 """
 
 from __future__ import annotations
@@ -46,3 +47,25 @@ class AtomicUnsupported(StepError):
             "atomic batches cannot run here (nothing is deleted in place instead)"
         )
         self.path = path
+
+
+class Stopped(StepError):
+    """The work stopped before it was done: the service is shutting down.
+
+    ``deleted`` were removed wholly before the stop; ``partly`` (at most one) was being
+    removed when an urgent stop cut it short: some of what it held is gone.
+    """
+
+    code = "shutting_down"
+
+    def __init__(self, deleted: Sequence[str] = (), partly: Sequence[str] = ()) -> None:
+        message = "the service is shutting down: stopped"
+        if deleted:
+            message += f" after deleting {len(deleted)} entries"
+        else:
+            message += " before deleting anything"
+        if partly:
+            message += "; " + ", ".join(repr(p) for p in partly) + " is partly deleted"
+        super().__init__(message)
+        self.deleted = list(deleted)
+        self.partly = list(partly)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.sandbox.paths import MAX_PATH_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS
 from app.settings import Settings
+from tests.support.problems import assert_problem, assert_raw_problem
 from tests.support.server import Server, read_response, serve
 
 LIMIT = 1000
@@ -180,13 +182,26 @@ def test_a_client_that_stalls_mid_body_gets_408(server: Server) -> None:
     assert json.loads(body)["code"] == "request_timeout"
 
 
-def test_unfinished_headers_past_the_limit_are_refused(server: Server) -> None:
+def test_unfinished_headers_past_the_limit_are_431(server: Server) -> None:
     # h11 bounds what it buffers while the headers are incomplete: a client dripping an
     # endless header block is cut off there.
     with server.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8192)
-        status, _, _ = read_response(sock)
-    assert status == 400
+        answer = read_response(sock)
+    assert_raw_problem(answer, 431, "headers_too_large")
+    assert answer[1]["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GARBAGE\r\n\r\n", b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n", b"\x16\x03\x01\x02\x00"],
+    ids=["request-line", "header", "tls-hello"],
+)
+def test_invalid_http_is_a_400_problem(server: Server, request_line: bytes) -> None:
+    with server.connect() as sock:
+        sock.sendall(request_line + b"\r\n\r\n")
+        answer = read_response(sock)
+    assert_raw_problem(answer, 400, "http_error")
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: Server) -> None:
@@ -201,15 +216,46 @@ def test_the_server_still_serves_after_all_that(server: Server) -> None:
     assert httpx.get(server.url("/healthz")).status_code == 200
 
 
-def test_connections_past_max_concurrency_get_503(root_dir: Path) -> None:
-    env = {"STEPD_MAX_CONCURRENCY": "2"}
-    with serve(root_dir, env=env) as server:
-        idle = [server.connect(), server.connect()]
-        try:
-            with server.connect() as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                status, _, _ = read_response(sock)
-        finally:
-            for sock in idle:
-                sock.close()
-    assert status == 503
+# UTF-8 is the only encoding of JSON sent over a network (RFC 8259, 8.1), without a BOM.
+ENCODINGS: dict[str, Callable[[str], bytes]] = {
+    "utf-8-bom": lambda text: codecs.BOM_UTF8 + text.encode("utf-8"),
+    "utf-16-le": lambda text: text.encode("utf-16-le"),
+    "utf-16-be": lambda text: text.encode("utf-16-be"),
+    "utf-16-le-bom": lambda text: codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+    "utf-16-be-bom": lambda text: codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+    "utf-32-le": lambda text: text.encode("utf-32-le"),
+    "utf-32-be": lambda text: text.encode("utf-32-be"),
+    "utf-32-le-bom": lambda text: codecs.BOM_UTF32_LE + text.encode("utf-32-le"),
+    "utf-32-be-bom": lambda text: codecs.BOM_UTF32_BE + text.encode("utf-32-be"),
+    "latin-1": lambda text: text.encode("latin-1"),
+    "nul-in-utf-8": lambda text: text.replace("\u00e9", "\u00e9\x00").encode("utf-8"),
+}
+# A request deleting the file "é", to each endpoint.
+DELETE_E_ACUTE = {
+    "/steps/delete": json.dumps({"path": "\u00e9"}, ensure_ascii=False),
+    "/steps/batch": json.dumps(
+        {"steps": [{"uses": "delete", "config": {"path": "\u00e9"}}]}, ensure_ascii=False
+    ),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS.values(), ids=ENCODINGS.keys())
+@pytest.mark.parametrize("endpoint", DELETE_E_ACUTE.keys())
+def test_a_body_not_in_utf8_is_415_and_deletes_nothing(
+    client: TestClient, root_dir: Path, encoding: Callable[[str], bytes], endpoint: str
+) -> None:
+    (root_dir / "\u00e9").write_text("x")
+    body = encoding(DELETE_E_ACUTE[endpoint])
+    response = client.post(endpoint, content=body, headers=JSON)
+    problem = assert_problem(response, 415, "unsupported_media_type")
+    assert "UTF-8" in problem["detail"]
+    assert (root_dir / "\u00e9").exists()
+
+
+@pytest.mark.parametrize("endpoint", DELETE_E_ACUTE.keys())
+def test_the_same_body_in_utf8_is_served(client: TestClient, root_dir: Path, endpoint: str) -> None:
+    (root_dir / "\u00e9").write_text("x")
+    body = DELETE_E_ACUTE[endpoint].encode("utf-8")
+    response = client.post(endpoint, content=body, headers=JSON)
+    assert response.status_code == 200
+    assert not (root_dir / "\u00e9").exists()
