@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,13 +42,24 @@ def route_template(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
     if isinstance(path, str):
         return path
     partial = UNMATCHED_ROUTE
-    for route in routes:
+    for route in _flat(routes):
         match, _ = route.matches(scope)
         if match is Match.FULL:
             return getattr(route, "path", UNMATCHED_ROUTE)
         if match is Match.PARTIAL and partial == UNMATCHED_ROUTE:
             partial = getattr(route, "path", UNMATCHED_ROUTE)
     return partial
+
+
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """``routes`` with those of included routers in their place: FastAPI keeps an
+    included router whole (``original_router``; stepd includes none under a prefix)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is None:
+            yield route
+        else:
+            yield from _flat(included.routes)
 
 
 class RequestObserver:
