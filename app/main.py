@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_DB = "idempotency.sqlite3"
 IDEMPOTENT_PATHS = ("/steps/delete", "/steps/batch")
+# Step threads yield the CPU to the event loop (probes, refusals) when cores are scarce.
+STEP_NICENESS = 10
 # Readiness probes come one at a time per kubelet: two threads, and a short queue.
 PROBE_WORKERS = 2
 PROBE_QUEUE = 16
@@ -80,22 +82,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
             )
         )
-        pools = (
-            Pool("steps", workers=settings.step_workers, queue=settings.step_queue),
-            Pool("probes", workers=PROBE_WORKERS, queue=PROBE_QUEUE),
+        step_pool = Pool(
+            "steps",
+            workers=settings.step_workers,
+            queue=settings.step_queue,
+            niceness=STEP_NICENESS,
         )
+        probe_pool = Pool("probes", workers=PROBE_WORKERS, queue=PROBE_QUEUE)
         app.state.root = root
         app.state.staging = staging
         app.state.idempotency = store
         app.state.purger = purger
-        app.state.step_pool, app.state.probe_pool = pools
+        app.state.step_pool = step_pool
+        app.state.probe_pool = probe_pool
         app.state.metrics.watch_purge_backlog(purger.backlog)
+        app.state.metrics.watch_step_pool(lambda: step_pool.busy, lambda: step_pool.queued)
         try:
             # Started first: recovery hands it what a killed process left in the trash.
             purger.start()
             _prepare(staging, store)
             yield
         finally:
+            pools = (step_pool, probe_pool)
             if await _threads_ended(pools, purger, settings.shutdown_step_timeout):
                 store.close()
                 staging.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -58,12 +59,18 @@ class _Job:
 
 
 class Pool:
-    """``workers`` threads (started as needed) and at most ``queue`` jobs waiting."""
+    """``workers`` threads (started as needed) and at most ``queue`` jobs waiting.
 
-    def __init__(self, name: str, *, workers: int, queue: int) -> None:
+    ``niceness`` lowers the threads' CPU priority (Linux applies it per thread): step
+    work then yields the CPU to the event loop, which answers probes and refusals, when
+    cores are scarce, and takes whatever the loop leaves (nearly all of it) otherwise.
+    """
+
+    def __init__(self, name: str, *, workers: int, queue: int, niceness: int = 0) -> None:
         self.name = name
         self.workers = workers
         self.queue = queue
+        self.niceness = niceness
         self._changed = threading.Condition()
         self._waiting: deque[_Job] = deque()
         self._running: set[_Job] = set()
@@ -156,6 +163,11 @@ class Pool:
             return True
 
     def _serve(self) -> None:
+        if self.niceness:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
+            except OSError as exc:  # a sandbox that forbids it: the pool's bounds still hold
+                log.warning("%s: cannot lower its priority: %s", self.name, exc.strerror)
         while True:
             with self._changed:
                 self._idle_threads += 1

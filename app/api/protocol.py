@@ -98,6 +98,19 @@ class ConnectionProtocol(H11Protocol):
         if self.conn.their_state is not h11.IDLE:
             self._disarm_head_timer()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (
+            self.conn.their_state is h11.IDLE
+            and self.conn.trailing_data[0]
+            and not self.transport.is_closing()
+        ):
+            # The next request had begun to arrive with this one (pipelined): its head is
+            # timed from now, not left to the idle keep-alive timeout.
+            self._unset_keepalive_if_required()
+            self._head_begun = True
+            self._arm_head_timer()
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn calls this while handling h11's ``RemoteProtocolError``."""
         if self.cycle is not None and not self.cycle.response_complete:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -129,6 +131,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "STEPD_BODY_TIMEOUT": "1",
         "STEPD_KEEP_ALIVE_TIMEOUT": "1",
         "STEPD_MAX_HEADER_BYTES": "4096",
+        "STEPD_HEADER_TIMEOUT": "1",
     }
     with serve(base / "root", env=env) as running:
         yield running
@@ -202,6 +205,42 @@ def test_invalid_http_is_a_400_problem(server: Server, request_line: bytes) -> N
         sock.sendall(request_line + b"\r\n\r\n")
         answer = read_response(sock)
     assert_raw_problem(answer, 400, "http_error")
+
+
+def read_all(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long that took."""
+    start = time.monotonic()
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - start
+
+
+def test_a_head_that_does_not_arrive_in_time_is_408(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = read_response(sock)
+    assert_raw_problem(answer, 408, "request_timeout")
+    assert "headers did not arrive within 1 seconds" in json.loads(answer[2])["detail"]
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout(server: Server) -> None:
+    with server.connect() as sock:
+        data, seconds = read_all(sock)
+    assert data == b""
+    assert 0.9 <= seconds < 5
+
+
+def test_the_next_request_on_a_kept_alive_connection_is_timed_too(server: Server) -> None:
+    # The second request is pipelined behind the first, and never finished.
+    with server.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /heal")
+        data, seconds = read_all(sock)
+    first, second = data.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 ")
+    assert second.startswith(b"408 ")
+    assert b'"code":"request_timeout"' in second
+    assert seconds < 5
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: Server) -> None:
