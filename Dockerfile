@@ -28,7 +28,7 @@ RUN groupadd --system --gid "${STEPD_UID}" stepd \
 
 COPY --from=build /opt/stepd /opt/stepd
 
-# Settings are environment variables (see the README). The image listens on every
+# Settings are environment variables (see docs/CONFIGURATION.md). The image listens on every
 # interface, so it expects bearer tokens in STEPD_AUTH_TOKENS_FILE (a secret mount).
 # DL3064 flags the variable's name; its value is a path, the tokens stay in the mount.
 # hadolint ignore=DL3064

@@ -17,7 +17,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    """Everything stepd can be told; see the README for each variable."""
+    """Everything stepd can be told; see docs/CONFIGURATION.md for each variable."""
 
     model_config = SettingsConfigDict(env_prefix="STEPD_", extra="ignore")
 

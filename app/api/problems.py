@@ -101,7 +101,9 @@ class Problem(BaseModel):
     title: str = Field(description="Short summary of the problem kind.")
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong with this request.")
-    code: str = Field(description="Stable snake_case identifier; see the README for the list.")
+    code: str = Field(
+        description="Stable snake_case identifier; the list is in docs/API.md (Errors)."
+    )
 
 
 def problem_response(
