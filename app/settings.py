@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "(`/healthz` exempt).",
     )
     max_connections: int = Field(
-        1000,
+        256,
         ge=1,
         description="Open connections; beyond it, requests are answered 503 `overloaded` "
         "and their connection closed (`/healthz` exempt).",
