@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+from dataclasses import dataclass
 
 import pytest
 
@@ -48,6 +49,28 @@ class Blocker:
         assert await asyncio.to_thread(self.started.wait, HANG)
 
 
+@dataclass
+class Busy:
+    """A pool of one thread: ``running`` holds it, ``queued`` waits (and appends to
+    ``ran`` if it ever runs)."""
+
+    blocker: Blocker
+    running: asyncio.Task[str]
+    queued: asyncio.Task[None]
+    ran: list[str]
+
+
+async def one_running_one_queued(pool: Pool) -> Busy:
+    blocker = Blocker()
+    ran: list[str] = []
+    running = asyncio.create_task(pool.run(blocker))
+    await blocker.running()
+    queued = asyncio.create_task(pool.run(lambda stop: ran.append("queued")))
+    await asyncio.sleep(0)
+    assert (pool.busy, pool.queued) == (1, 1)
+    return Busy(blocker, running, queued, ran)
+
+
 async def test_work_runs_on_a_pool_thread_in_the_callers_context() -> None:
     pool = Pool("test", workers=2, queue=0)
     current.set("request-1")
@@ -74,17 +97,13 @@ async def test_the_works_exception_is_raised_to_the_caller() -> None:
 
 async def test_past_the_queue_bound_work_is_refused_at_once() -> None:
     pool = Pool("test", workers=1, queue=1)
-    blocker = Blocker()
-    running = asyncio.create_task(pool.run(blocker))
-    await blocker.running()
-    queued = asyncio.create_task(pool.run(lambda stop: "queued"))
-    await asyncio.sleep(0)
-    assert (pool.busy, pool.queued) == (1, 1)
+    busy = await one_running_one_queued(pool)
     with pytest.raises(Overloaded, match="at capacity"):
         await pool.run(lambda stop: "refused")
-    blocker.released.set()
-    assert await running == "released"
-    assert await queued == "queued"
+    busy.blocker.released.set()
+    assert await busy.running == "released"
+    await busy.queued
+    assert busy.ran == ["queued"]
     assert await pool.close(grace=HANG)
 
 
@@ -104,19 +123,14 @@ async def test_no_more_threads_than_workers() -> None:
 
 async def test_close_drops_queued_work_and_stops_running_work_at_a_safe_point() -> None:
     pool = Pool("test", workers=1, queue=1)
-    blocker = Blocker()
-    ran: list[str] = []
-    running = asyncio.create_task(pool.run(blocker))
-    await blocker.running()
-    queued = asyncio.create_task(pool.run(lambda stop: ran.append("queued")))
-    await asyncio.sleep(0)
+    busy = await one_running_one_queued(pool)
     assert await pool.close(grace=HANG)
-    assert await running == "stopped"
-    assert blocker.stops[0].requested
-    assert not blocker.stops[0].urgent
+    assert await busy.running == "stopped"
+    assert busy.blocker.stops[0].requested
+    assert not busy.blocker.stops[0].urgent
     with pytest.raises(Stopped):
-        await queued
-    assert ran == []
+        await busy.queued
+    assert busy.ran == []
     with pytest.raises(Stopped):
         await pool.run(lambda stop: None)
 
@@ -158,20 +172,15 @@ async def test_a_cancelled_caller_still_gets_the_result_of_work_stopped_at_a_saf
 
 async def test_a_cancelled_caller_of_queued_work_gets_stopped_and_the_work_never_runs() -> None:
     pool = Pool("test", workers=1, queue=1)
-    blocker = Blocker()
-    ran: list[str] = []
-    running = asyncio.create_task(pool.run(blocker))
-    await blocker.running()
-    caller = asyncio.create_task(pool.run(lambda stop: ran.append("queued")))
-    await asyncio.sleep(0)
-    caller.cancel()
+    busy = await one_running_one_queued(pool)
+    busy.queued.cancel()
     with pytest.raises(Stopped):
-        await caller
+        await busy.queued
     assert pool.queued == 0
-    blocker.released.set()
-    assert await running == "released"
+    busy.blocker.released.set()
+    assert await busy.running == "released"
     assert await pool.close(grace=HANG)
-    assert ran == []
+    assert busy.ran == []
 
 
 async def test_cancelled_twice_the_caller_gives_up_waiting() -> None:
