@@ -34,13 +34,19 @@ log = logging.getLogger("stepd.access")
 _HEADER_KEY = HEADER.lower().encode("latin-1")
 
 
-def route_template(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
+def route_template(
+    scope: Scope, routes: Sequence[BaseRoute] = (), arrived: tuple[str, str] | None = None
+) -> str:
     """The template of the route that served ``scope`` (``/steps/delete``), never the raw
     path; else of the first of ``routes`` its path and method match (a request answered
-    before routing), of the first its path matches (a 405), or ``<unmatched>``."""
+    before routing, or by a mounted app), of the first its path matches (a 405), or
+    ``<unmatched>``. ``arrived``: the path and root path the request came with (a mount
+    changes them in ``scope``)."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
+    if arrived is not None:
+        scope = {**scope, "path": arrived[0], "root_path": arrived[1]}
     partial = UNMATCHED_ROUTE
     for route in _flat(routes):
         match, _ = route.matches(scope)
@@ -76,6 +82,7 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        arrived = (scope["path"], scope.get("root_path", ""))
         # 500 unless the application starts a response: what the server answers then.
         status = 500
         started = False
@@ -103,7 +110,7 @@ class RequestObserver:
             finally:
                 self.metrics.in_progress.dec()
                 seconds = time.perf_counter() - start
-                route = route_template(scope, self.routes)
+                route = route_template(scope, self.routes, arrived)
                 self.metrics.observe(scope["method"], route, status, seconds, record)
                 log.info(
                     "request",

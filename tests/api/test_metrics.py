@@ -129,6 +129,12 @@ def test_a_401_is_labelled_with_its_route(root_dir: Path, tmp_path: Path) -> Non
         assert sample(client, REQUESTS, **labels) == 1
 
 
+def test_docs_assets_are_labelled_with_their_mount(client: TestClient) -> None:
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+    labels = {"method": "GET", "route": "/docs/assets", "status": "200"}
+    assert sample(client, REQUESTS, **labels) == 1
+
+
 def test_only_paths_no_route_matches_are_unmatched(client: TestClient) -> None:
     client.post("/steps/nope", content=b"{}", headers={"content-type": "text/plain"})
     labels = {"method": "POST", "route": "<unmatched>", "status": "415"}
