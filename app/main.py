@@ -116,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        # Behind a proxy that strips a prefix, Swagger UI's "Try it out" must call it.
+        servers=[{"url": settings.root_path}] if settings.root_path else None,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -203,6 +205,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             version=app.version,
             description=app.description,
             license_info=app.license_info,
+            servers=app.servers,
             routes=app.routes,
         )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -1,5 +1,5 @@
 """The documents say what the code does: the reference tables list what the code defines
-(every problem code with its status, every setting with its variable and default, every
+(every problem code with its status, every setting with its option, variable and default, every
 module of app/), every relative link leads somewhere, and the README's quick start,
 run word for word against a real server, answers what it shows."""
 
@@ -17,7 +17,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from app.api.problems import CATALOG
-from app.settings import Settings, state_dir
+from app.settings import Settings, option, state_dir, variable
 from tests.support.server import serve
 
 TOP = Path(__file__).parent.parent
@@ -56,10 +56,18 @@ def test_the_error_table_lists_exactly_the_catalog() -> None:
     assert documented == {code: kind.status for code, kind in CATALOG.items()}
 
 
+def settings_rows() -> list[list[str]]:
+    return table_after(TOP / "docs" / "CONFIGURATION.md", "## Settings")
+
+
 def documented_settings() -> dict[str, str]:
     """Each environment variable of the settings table, with its default column."""
-    rows = table_after(TOP / "docs" / "CONFIGURATION.md", "## Settings")
-    return {_CODE.findall(variable)[0]: default for _, variable, default, _ in rows}
+    return {_CODE.findall(variable)[0]: default for _, variable, default, _ in settings_rows()}
+
+
+def test_the_settings_table_gives_each_option_with_its_variable() -> None:
+    documented = {_CODE.findall(variable)[0]: flag for flag, variable, _, _ in settings_rows()}
+    assert documented == {variable(name): f"`{option(name)}`" for name in Settings.model_fields}
 
 
 def test_the_settings_table_lists_every_setting() -> None:
@@ -81,6 +89,9 @@ def test_the_settings_table_gives_each_default() -> None:
         default = documented[prefix + name.upper()]
         if field.default is None and name not in COMPUTED_DEFAULTS:
             assert default.startswith("unset"), (name, default)
+            continue
+        if field.default == "":
+            assert default.startswith("empty"), (name, default)
             continue
         text = _CODE.findall(default)[0]
         expected = COMPUTED_DEFAULTS.get(name, field.default)

@@ -1,16 +1,16 @@
 """Bearer-token authentication, as pure ASGI middleware: decided before any body is read.
 
 With a token file configured, every path needs ``Authorization: Bearer <token>`` except
-``OPEN_PATHS`` (health, readiness, the docs, the spec), the files under ``OPEN_PREFIX``
-(Swagger UI's script and stylesheet, without which ``/docs`` is a blank page) and
-``/metrics`` unless ``metrics_auth``: deny by default, so a route added later is protected
-without thought.
+``OPEN_PATHS`` (health, readiness, the docs page, the spec), the docs page's assets and
+``/metrics`` unless ``metrics_auth``: deny by default, so a route added later is
+protected without thought.
 Without one, every path is open (the command line then serves only on loopback).
 
 The caller is stored in the ASGI scope as ``scope["state"]["caller"]`` (``CALLER_KEY``),
 which routes read as ``request.state.caller`` or through ``caller_of(request)``: the token's
 name from the file, ``sha256:<12 hex>`` for an unnamed token, or ``ANONYMOUS`` on an open
-path or without authentication. It is never the token itself.
+path or without authentication. It is never the token itself. It is also noted in the
+request's record, so that the access line names it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import problem_response
-from app.api.routes.docs import ASSETS_URL
+from app.api.routes.docs import ASSETS_URL, DOCS_URL
 from app.api.tokens import TokenFile
+from app.observability.record import note_caller
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", DOCS_URL, "/openapi.json"})
+# Swagger UI's script, stylesheet and icon: a browser fetches them without the token.
 OPEN_PREFIX = ASSETS_URL + "/"
 METRICS_PATH = "/metrics"
 CALLER_KEY = "caller"
@@ -63,6 +65,7 @@ class AuthMiddleware:
                 return
             caller = matched
         scope.setdefault("state", {})[CALLER_KEY] = caller
+        note_caller(caller)
         await self.app(scope, receive, send)
 
     def _is_open(self, path: str) -> bool:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import ConfigError
+from app.settings import ConfigError, knob
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,16 @@ class TokenFile:
         self.path = path
         self._signature: tuple[int, ...] | None = None
         self._problem: str | None = None
+        named = f"token file {str(path)!r} ({knob('auth_tokens_file')})"
         try:
             st = os.stat(path)
             self._credentials = parse(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            raise TokenFileError(f"cannot read token file {str(path)!r}: {_reason(exc)}") from None
+            raise TokenFileError(f"cannot read {named}: {_reason(exc)}") from None
+        except TokenFileError as exc:
+            raise TokenFileError(f"{named}: {exc}") from None
         if not self._credentials:
-            raise TokenFileError(f"token file {str(path)!r} holds no tokens")
+            raise TokenFileError(f"{named} holds no tokens")
         self._remember(st)
 
     def match(self, token: str) -> str | None:

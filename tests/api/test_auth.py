@@ -114,17 +114,21 @@ def test_without_a_token_file_the_caller_is_anonymous(root_dir: Path) -> None:
         assert client.get("/steps/whoami").json() == "anonymous"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/readyz", "/docs", "/docs/assets/swagger-ui-bundle.js", "/openapi.json"],
+)
 def test_health_docs_and_spec_stay_open(authed: TestClient, path: str) -> None:
     assert authed.get(path).status_code == 200
 
 
 def test_every_asset_the_docs_page_loads_is_open(authed: TestClient) -> None:
     page = authed.get("/docs")
-    assets = re.findall(r"(/docs/assets/[^'\"]+)", page.text)
+    # Relative to the page, so that they work behind a path prefix too.
+    assets = re.findall(r"[\"'](docs/assets/[^'\"]+)", page.text)
     assert len(assets) == 3, assets  # Swagger UI's script, stylesheet and icon
     for asset in assets:
-        response = authed.get(asset)
+        response = authed.get(f"/{asset}")
         assert response.status_code == 200, asset
         assert response.content
 
@@ -142,6 +146,11 @@ def test_the_open_assets_lead_nowhere_else(authed: TestClient, root_dir: Path, p
     response = authed.send(request)
     assert response.status_code == 401
     assert (root_dir / "keep").exists()
+
+
+def test_only_the_docs_assets_are_open_below_the_docs(authed: TestClient) -> None:
+    assert authed.get("/docs/assetsx").status_code == 401
+    assert authed.get("/docs/oauth2-redirect").status_code == 401
 
 
 def test_any_other_path_needs_a_token(authed: TestClient) -> None:

@@ -43,7 +43,7 @@ DELETE_EXAMPLES: dict[str, Any] = {
         "value": {"apiVersion": "v1", "path": "out"},
     },
     "v1-globs-strict": {
-        "summary": "v1: delete glob matches, failing if a pattern matches nothing",
+        "summary": "v1: strict glob delete; 404 until each pattern matches a file",
         "value": {
             "apiVersion": "v1",
             "workspace": "promo-42",
@@ -90,7 +90,6 @@ BATCH_EXAMPLES: dict[str, Any] = {
             "steps": [
                 {"uses": "delete", "as": "clean-out", "config": {"path": "out"}},
                 {"uses": "delete", "config": {"paths": ["tmp/**"], "pathsAreGlobs": True}},
-                {"uses": "delete", "as": "old", "config": {"path": "old.yaml", "strict": True}},
             ],
         },
     },
