@@ -122,10 +122,18 @@ class Pool:
             _settle(job.future, None, Stopped())
         for job in running:
             job.stop.request()
+        if running or dropped:
+            log.warning(
+                "shutdown: %s: %d jobs asked to stop at a safe point, %d queued ones dropped",
+                self.name,
+                len(running),
+                len(dropped),
+            )
         if await self._returned(grace):
             return True
         for job in running:
             job.stop.hurry()
+        log.warning("shutdown: %s: %d jobs still running, hurried", self.name, self.busy)
         if await self._returned(last):
             return True
         log.error("%s: %d jobs still running after the shutdown deadlines", self.name, self.busy)

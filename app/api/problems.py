@@ -152,7 +152,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "not_ready": {"detail": "workspace root is not writable"},
     "overloaded": {"detail": "stepd is at capacity (steps): retry shortly"},
     "shutting_down": {
-        "detail": "the service is shutting down: stopped after deleting 1 entries",
+        "detail": "the service is shutting down: stopped after deleting 1 entry",
         "deleted": ["out"],
         "partly": [],
     },

@@ -61,7 +61,8 @@ class Stopped(StepError):
     def __init__(self, deleted: Sequence[str] = (), partly: Sequence[str] = ()) -> None:
         message = "the service is shutting down: stopped"
         if deleted:
-            message += f" after deleting {len(deleted)} entries"
+            count = len(deleted)
+            message += f" after deleting {count} {'entry' if count == 1 else 'entries'}"
         else:
             message += " before deleting anything"
         if partly:
