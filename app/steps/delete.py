@@ -15,7 +15,7 @@ from app.models.internal import DeleteConfig
 from app.sandbox import Entry, Root
 from app.sandbox.glob import compile_pattern
 from app.sandbox.paths import join, split
-from app.steps.context import Incomplete, StepContext
+from app.steps.context import Incomplete, RemovalFailed, StepContext
 from app.steps.errors import TargetNotFound
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,18 @@ def plan_delete(workspace: Root | None, config: DeleteConfig) -> DeletePlan:
 def run_delete(context: StepContext, config: DeleteConfig) -> DeleteOutcome:
     """Plan, then apply, a delete step; a target already gone counts as deleted.
 
-    A failure while removing raises ``Incomplete`` with what was deleted before it."""
+    A failure while removing raises ``Incomplete`` with what was deleted before it (a
+    shutdown's ``Stopped`` lists that itself)."""
     plan = plan_delete(context.workspace, config)
-    done: list[Entry] = []
+    if not plan.targets:
+        return DeleteOutcome(deleted=[], absent=plan.absent)
     try:
-        context.remove(plan.targets, done)
-    except Exception as exc:
-        removed = set(done)
-        deleted = [entry.path for entry in plan.targets if entry in removed]
-        raise Incomplete(exc, DeleteOutcome(deleted=deleted, absent=plan.absent)) from exc
+        context.remove(plan.targets)
+    except RemovalFailed as failed:
+        removed = set(failed.removed)
+        deleted = [entry.path for entry in plan.targets if entry.path in removed]
+        outcome = DeleteOutcome(deleted=deleted, absent=plan.absent)
+        raise Incomplete(failed.cause, outcome) from failed.cause
     return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
 
 

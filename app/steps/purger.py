@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from app.sandbox.errors import SandboxError
 from app.sandbox.remove import Pace, no_pace
 from app.steps.area import Unusable
+from app.steps.errors import Stopped
 from app.steps.staging import Staging
 
 log = logging.getLogger(__name__)
@@ -134,17 +135,24 @@ class Purger:
         for item in items:
             self._add(item)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop between two entries; what is left is purged at the next start."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop between two entries; what is left is purged at the next start. Whether
+        the thread has ended (it may still use the staging area's descriptors if not)."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
-    def dispose(self, txn_id: str, entries: int = 0, size: int | None = 0) -> None:
-        """Have trash directory ``txn_id`` (holding ``entries`` of ``size`` bytes) freed."""
-        self._add(_Item(txn_id, entries, size))
+    def dispose(
+        self, txn_id: str, entries: int = 0, size: int | None = 0, *, pace: Pace = no_pace
+    ) -> None:
+        """Have trash directory ``txn_id`` (holding ``entries`` of ``size`` bytes) freed;
+        inline, now, calling ``pace`` as ``Staging.purge`` does (a ``Stopped`` it raises
+        leaves the directory for the next start)."""
+        self._add(_Item(txn_id, entries, size), pace=pace)
 
     def backlog(self) -> TrashBacklog:
         """What is left to free; cheap (no walk), for metrics and readiness."""
@@ -166,7 +174,7 @@ class Purger:
         with self._changed:
             return self._changed.wait_for(lambda: not self._queue and not self._current, timeout)
 
-    def _add(self, item: _Item) -> None:
+    def _add(self, item: _Item, *, pace: Pace = no_pace) -> None:
         with self._changed:
             current = [self._current] if self._current else []
             if any(other.txn_id == item.txn_id for other in (*self._queue, *self._stuck, *current)):
@@ -175,7 +183,7 @@ class Purger:
                 self._queue.append(item)
                 self._changed.notify_all()
                 return
-        self._purge(item, pace=no_pace)
+        self._purge(item, pace=pace)
 
     def _run(self) -> None:
         try:
@@ -220,7 +228,7 @@ class Purger:
             if item.failures:
                 log.info("purger: freed trash directory %s at last", item.txn_id)
             return
-        except _Stopped:
+        except (_Stopped, Stopped):
             raise
         except Unusable as exc:
             # Nothing stepd cannot trust is purged; should the area be stepd's again,

@@ -326,11 +326,9 @@ class Detachment:
         self._dir: Root | None = None
         self._area: Area | None = None
 
-    def detach(
-        self, workspace_root: Root, entries: Sequence[Entry], done: list[Entry]
-    ) -> list[Entry]:
+    def detach(self, workspace_root: Root, entries: Sequence[Entry]) -> list[Entry]:
         """Move ``entries`` (looked up in ``workspace_root``) into the trash directory; one
-        already gone is fine. Each entry moved (or gone) is appended to ``done``.
+        already gone is fine.
 
         Returns those left where they are because the trash cannot take them: it is on
         another filesystem, it cannot be made or grown (the filesystem is full or
@@ -350,7 +348,7 @@ class Detachment:
             return list(entries)
         if not current:
             return list(entries)  # our directory is no longer the root's
-        return self._move(workspace_root, entries, done)
+        return self._move(workspace_root, entries)
 
     def _make(self, area: Area) -> None:
         txn_id = uuid.uuid4().hex
@@ -361,9 +359,7 @@ class Detachment:
         self.txn_id = txn_id
         self.created = True
 
-    def _move(
-        self, workspace_root: Root, entries: Sequence[Entry], done: list[Entry]
-    ) -> list[Entry]:
+    def _move(self, workspace_root: Root, entries: Sequence[Entry]) -> list[Entry]:
         assert self._dir is not None
         for index, entry in enumerate(entries):
             try:
@@ -378,7 +374,6 @@ class Detachment:
                 self.moved += 1
                 if self.size is not None:
                     self.size = None if entry.size is None else self.size + entry.size
-            done.append(entry)
         return []
 
     def close(self) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.pool import Pool
 from app.api.routes.kargo import _replayed, answer_of
 from app.idempotency.sqlite import SQLiteStore
 from app.main import create_app
@@ -238,6 +240,22 @@ def _store(directory: Path) -> SQLiteStore:
     )
 
 
+def _replay(store: SQLiteStore, run: Callable[[], StepExecuteResponse]) -> bytes:
+    """The route's replay of ``key`` for ``kargo-agent``, ``run`` on a pool of one."""
+
+    async def replay() -> bytes:
+        pool = Pool("test", workers=1, queue=1)
+        try:
+            response = await _replayed(
+                pool, store, "kargo-agent", "key", "fp", lambda _: run(), wait=0
+            )
+        finally:
+            await pool.close(5)
+        return bytes(response.body)
+
+    return asyncio.run(replay())
+
+
 def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
     store = _store(tmp_path)
     answers = iter(
@@ -247,10 +265,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
             StepExecuteResponse(status="Succeeded", output={"deleted": []}),
         ]
     )
-    given = [
-        _replayed(store, "kargo-agent", "key", "fp", lambda: next(answers), wait=0).body
-        for _ in range(3)
-    ]
+    given = [_replay(store, lambda: next(answers)) for _ in range(3)]
     store.close()
     assert [StepExecuteResponse.model_validate_json(body).status for body in given] == [
         "Errored",
@@ -263,7 +278,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
 def test_a_request_already_running_is_answered_running(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.claim("kargo-agent", "key", "fp")
-    body = _replayed(store, "kargo-agent", "key", "fp", lambda: pytest.fail("ran"), wait=0).body
+    body = _replay(store, lambda: pytest.fail("ran"))
     store.close()
     assert StepExecuteResponse.model_validate_json(body) == StepExecuteResponse(
         status="Running",

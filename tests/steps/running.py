@@ -13,7 +13,7 @@ from app.steps.delete import DeleteOutcome, DeletePlan
 from app.steps.workspace import Workspace
 
 
-def _nothing_to_remove(entries: Sequence[Entry], done: list[Entry]) -> None:
+def _nothing_to_remove(entries: Sequence[Entry]) -> None:
     assert not entries, "an absent workspace has nothing to remove"
 
 
@@ -30,7 +30,7 @@ def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
 
 def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
     """Apply a plan made earlier, in place."""
-    context(workspace).remove(plan.targets, [])
+    context(workspace).remove(plan.targets)
     return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
 
 

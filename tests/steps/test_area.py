@@ -53,7 +53,7 @@ def _entry(root: Root, path: str) -> Entry:
 def _detach(staging: Staging, root: Root, path: str) -> tuple[str, list[Entry]]:
     """Detach ``path``; the trash directory's id and what is left to remove in place."""
     detachment = staging.detachment()
-    left = detachment.detach(root, [_entry(root, path)], [])
+    left = detachment.detach(root, [_entry(root, path)])
     detachment.close()
     return detachment.txn_id, left
 
@@ -186,13 +186,11 @@ def test_a_trash_directory_removed_mid_delete_falls_back_to_in_place(
     root: Root, staging: Staging, tree: Path
 ) -> None:
     detachment = staging.detachment()
-    assert detachment.detach(root, [_entry(root, "d1")], []) == []
+    assert detachment.detach(root, [_entry(root, "d1")]) == []
     shutil.rmtree(tree / ".stepd")  # the directory the next entry would move into is gone
-    done: list[Entry] = []
-    left = detachment.detach(root, [_entry(root, "d2")], done)
+    left = detachment.detach(root, [_entry(root, "d2")])
     detachment.close()
     assert [entry.path for entry in left] == ["d2"]
-    assert done == []
     assert (tree / "d2" / "sub" / "f").exists(), "not reported moved while still in place"
 
 

@@ -52,7 +52,7 @@ def test_detach_moves_targets_whole_into_the_trash(
     root: Root, staging: Staging, tree: Path
 ) -> None:
     detachment = staging.detachment()
-    left = detachment.detach(root, _entries(root, "d", "g", "link"), [])
+    left = detachment.detach(root, _entries(root, "d", "g", "link"))
     assert left == []
     assert sorted(os.listdir(tree)) == [".stepd"]
     held = tree / ".stepd" / "trash" / detachment.txn_id
@@ -66,7 +66,7 @@ def test_detached_sizes_are_known_without_directories(
     root: Root, staging: Staging, tree: Path
 ) -> None:
     detachment = staging.detachment()
-    detachment.detach(root, _entries(root, "g", "d/e/f"), [])
+    detachment.detach(root, _entries(root, "g", "d/e/f"))
     assert (detachment.moved, detachment.size) == (2, 17)
 
 
@@ -74,7 +74,7 @@ def test_an_entry_gone_meanwhile_is_not_counted(root: Root, staging: Staging, tr
     entries = _entries(root, "g")
     (tree / "g").unlink()
     detachment = staging.detachment()
-    assert detachment.detach(root, entries, []) == []
+    assert detachment.detach(root, entries) == []
     assert detachment.moved == 0
 
 
@@ -82,7 +82,7 @@ def test_purger_frees_what_it_is_given(
     root: Root, staging: Staging, purger: Purger, tree: Path
 ) -> None:
     detachment = staging.detachment()
-    detachment.detach(root, _entries(root, "d", "g"), [])
+    detachment.detach(root, _entries(root, "d", "g"))
     purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
     backlog = purger.backlog()
     assert (backlog.entries, backlog.bytes) == (2, None)
@@ -112,7 +112,7 @@ def test_purger_never_follows_symlinks(
     outside = root_dir.parent / "outside"
     (tree / "d" / "out").symlink_to(outside)
     detachment = staging.detachment()
-    detachment.detach(root, _entries(root, "d"), [])
+    detachment.detach(root, _entries(root, "d"))
     purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
     purger.start()
     assert purger.wait_idle(timeout=60)
@@ -128,7 +128,7 @@ def test_purger_yields_to_requests_and_still_finishes(
     ticks = iter(range(1_000_000))
     paced = Purger(staging, slice_seconds=1e-6, pause_seconds=1e-3, activity=lambda: next(ticks))
     detachment = staging.detachment()
-    detachment.detach(root, _entries(root, "d"), [])
+    detachment.detach(root, _entries(root, "d"))
     paced.dispose(detachment.txn_id, detachment.moved, detachment.size)
     paced.start()
     try:
@@ -142,7 +142,7 @@ def test_purger_yields_to_requests_and_still_finishes(
 def test_inline_purger_frees_at_once(root: Root, staging: Staging, tree: Path) -> None:
     inline = Purger(staging, background=False)
     detachment = staging.detachment()
-    detachment.detach(root, _entries(root, "d"), [])
+    detachment.detach(root, _entries(root, "d"))
     inline.dispose(detachment.txn_id)
     assert _trash(tree) == []
     assert inline.backlog().entries == 0
@@ -171,7 +171,7 @@ def test_what_cannot_be_freed_is_counted_and_retried_without_a_restart(
         retrying.start()
         try:
             detachment = staging.detachment()
-            detachment.detach(root, _entries(root, "d"), [])
+            detachment.detach(root, _entries(root, "d"))
             retrying.dispose(detachment.txn_id, detachment.moved, detachment.size)
             assert _wait(lambda: retrying.backlog().stuck == 1)
             backlog = retrying.backlog()
@@ -191,7 +191,7 @@ def test_a_mount_point_in_the_trash_is_retried_until_it_goes(
     root: Root, staging: Staging, tree: Path, root_dir: Path
 ) -> None:
     detachment = staging.detachment()
-    detachment.detach(root, _entries(root, "d"), [])
+    detachment.detach(root, _entries(root, "d"))
     mount_point = tree / ".stepd" / "trash" / detachment.txn_id / "0" / "e"
     outside = root_dir.parent / "outside"
     retrying = Purger(staging, retry_first=0.05, retry_max=0.2)
