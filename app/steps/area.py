@@ -191,7 +191,14 @@ def _open(root: Root, create: bool) -> Area | None:
     if trash is None:
         directory.close()
         return None
-    return Area(directory, trash)
+    try:
+        # An empty trash (one just made, above all) holds nothing to recover.
+        recovered = not trash.names()
+    except BaseException:
+        trash.close()
+        directory.close()
+        raise
+    return Area(directory, trash, recovered=recovered)
 
 
 def open_trusted(area: Root, name: str, *, create: bool) -> Root | None:
