@@ -23,6 +23,7 @@ from app.settings import ConfigError, Settings
 from app.steps.batch import StepResult, StepStatus
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import TargetNotFound
+from app.steps.stop import Stop
 from tests.support.problems import assert_problem
 
 PATH = "/api/v1/step.execute"
@@ -240,20 +241,18 @@ def _store(directory: Path) -> SQLiteStore:
     )
 
 
-def _replay(store: SQLiteStore, run: Callable[[], StepExecuteResponse]) -> bytes:
-    """The route's replay of ``key`` for ``kargo-agent``, ``run`` on a pool of one."""
+def replayed(store: SQLiteStore, run: Callable[[Stop], StepExecuteResponse]) -> bytes:
+    """The body ``_replayed`` answers for key ``key``, on a pool of its own, not waiting."""
 
-    async def replay() -> bytes:
-        pool = Pool("test", workers=1, queue=1)
+    async def answer() -> bytes:
+        pool = Pool("test", workers=1, queue=4)
         try:
-            response = await _replayed(
-                pool, store, "kargo-agent", "key", "fp", lambda _: run(), wait=0
-            )
+            response = await _replayed(pool, store, "kargo-agent", "key", "fp", run, wait=0)
         finally:
-            await pool.close(5)
+            await pool.close(1.0)
         return bytes(response.body)
 
-    return asyncio.run(replay())
+    return asyncio.run(answer())
 
 
 def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
@@ -265,7 +264,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
             StepExecuteResponse(status="Succeeded", output={"deleted": []}),
         ]
     )
-    given = [_replay(store, lambda: next(answers)) for _ in range(3)]
+    given = [replayed(store, lambda _: next(answers)) for _ in range(3)]
     store.close()
     assert [StepExecuteResponse.model_validate_json(body).status for body in given] == [
         "Errored",
@@ -278,7 +277,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
 def test_a_request_already_running_is_answered_running(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.claim("kargo-agent", "key", "fp")
-    body = _replay(store, lambda: pytest.fail("ran"))
+    body = replayed(store, lambda _: pytest.fail("ran"))
     store.close()
     assert StepExecuteResponse.model_validate_json(body) == StepExecuteResponse(
         status="Running",
