@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         description="Seconds in-flight requests get to finish after SIGTERM.",
     )
     max_batch_steps: int = Field(1000, ge=1, description="Most steps one batch may hold.")
+    max_glob_entries: int = Field(
+        100_000,
+        ge=1,
+        description="Most directory entries one request's glob patterns may visit; past it, "
+        "`422 glob_too_broad` before anything is deleted.",
+    )
     state_dir: Path | None = Field(
         None,
         description="Where stepd keeps its state (idempotency records); default "

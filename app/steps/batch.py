@@ -29,6 +29,7 @@ from typing import Any
 from app.models.internal import BatchRequest, BatchStep
 from app.sandbox import Entry, Root
 from app.sandbox.errors import Busy, IOFailure, NoSpace, SandboxError, TooManyOpenFiles
+from app.sandbox.glob import Budget
 from app.steps.context import Remove, StepContext, remove_in_place
 from app.steps.errors import StepError
 from app.steps.purger import Purger
@@ -79,8 +80,11 @@ def status_of(exc: Exception) -> StepStatus:
     return StepStatus.ERRORED
 
 
-def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
-    """Run ``request``'s steps in its workspace; see the module doc for the rules.
+def run_batch(
+    root: Root, purger: Purger, request: BatchRequest, budget: Budget | None = None
+) -> BatchResult:
+    """Run ``request``'s steps in its workspace; see the module doc for the rules. The
+    steps' glob walks share ``budget`` (None: unbounded).
 
     Raises the staging area's error when a killed process's batch cannot be recovered
     yet: no step runs over a half-done atomic batch."""
@@ -90,7 +94,7 @@ def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
     detachment = staging.detachment() if txn is None and purger.background else None
     try:
         with staging.lock(exclusive=request.atomic):
-            return _run_locked(root, _Removal(txn, detachment), request)
+            return _run_locked(root, _Removal(txn, detachment), request, budget)
     finally:
         if txn is not None and txn.created:
             purger.dispose(txn.id)
@@ -99,7 +103,9 @@ def run_batch(root: Root, purger: Purger, request: BatchRequest) -> BatchResult:
             purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
 
 
-def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchResult:
+def _run_locked(
+    root: Root, removal: _Removal, request: BatchRequest, budget: Budget | None
+) -> BatchResult:
     results: list[StepResult] = []
     failed: StepResult | None = None
     with Workspace(root, request.workspace) as workspace:
@@ -107,7 +113,7 @@ def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchRe
             if failed is not None:
                 results.append(StepResult(step.alias, step.uses, StepStatus.SKIPPED))
                 continue
-            result = _run_step(step, workspace, removal)
+            result = _run_step(step, workspace, removal, budget)
             results.append(result)
             if result.error is not None and not step.continue_on_error:
                 failed = result
@@ -127,11 +133,13 @@ def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchRe
     return BatchResult(results, failed, rolled_back=True)
 
 
-def _run_step(step: BatchStep, workspace: Workspace, removal: _Removal) -> StepResult:
+def _run_step(
+    step: BatchStep, workspace: Workspace, removal: _Removal, budget: Budget | None
+) -> StepResult:
     try:
         opened = workspace.get()
         remove = _nothing if opened is None else removal.remover(opened, workspace.name)
-        output = KINDS[step.uses].run(StepContext(opened, remove), step.config)
+        output = KINDS[step.uses].run(StepContext(opened, remove, budget), step.config)
     except Exception as exc:
         if not isinstance(exc, SandboxError | StepError):
             log.exception("step %r (%s) raised unexpectedly", step.alias, step.uses)

@@ -11,16 +11,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.sandbox import Entry, Root
+from app.sandbox.glob import Budget
 
 Remove = Callable[[Sequence[Entry]], None]
 
 
 @dataclass(frozen=True)
 class StepContext:
-    """A step's workspace (None: it does not exist) and the runner's way of removing."""
+    """A step's workspace (None: it does not exist), the runner's way of removing, and
+    what is left of the request's glob budget (None: unbounded)."""
 
     workspace: Root | None
     remove: Remove
+    budget: Budget | None = None
 
 
 def remove_in_place(workspace: Root) -> Remove:

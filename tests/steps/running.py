@@ -31,7 +31,7 @@ def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
 def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
     """Apply a plan made earlier, in place."""
     context(workspace).remove(plan.targets)
-    return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
+    return plan.outcome()
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from app.models.batch import (
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.observability.record import RequestRecord
 from app.sandbox.errors import SandboxError
+from app.sandbox.glob import Budget
 from app.steps.batch import BatchResult as BatchRun
 from app.steps.batch import StepResult, run_batch
 from app.steps.delete import DeleteOutcome
@@ -166,6 +167,7 @@ STEP_PROBLEMS = (
     "too_many_segments",
     "path_outside_workspace",
     "invalid_glob",
+    "glob_too_broad",
     "symlink_loop",
     "name_too_long",
     "not_found",
@@ -210,6 +212,7 @@ def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
     purger: TrashPurger,
+    settings: AppSettings,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
@@ -219,7 +222,7 @@ def run_delete_step(
     spec = request.to_internal()
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
-    result = run_batch(root, purger, batch)
+    result = run_batch(root, purger, batch, Budget(settings.max_glob_entries))
     _observe(record, spec.workspace, result)
     if result.failed is not None:
         assert result.failed.error is not None
@@ -253,7 +256,7 @@ def run_batch_steps(
     if len(spec.steps) > settings.max_batch_steps:
         message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
-    result = run_batch(root, purger, spec)
+    result = run_batch(root, purger, spec, Budget(settings.max_glob_entries))
     _observe(record, spec.workspace, result)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
