@@ -14,9 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from app.sandbox.errors import Busy, OutsideRoot, from_os_error
 from app.sandbox.openat2 import (
@@ -32,6 +32,15 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 OPEN_LEVELS = 64
 CLOSED = -1
 STRICT_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
+
+# The root-relative path to name in an error: a string, or a function making it, for a
+# deep walk that must not spell out its path at every level (only when one fails).
+Where: TypeAlias = str | Callable[[], str]
+
+
+def spelt(where: Where) -> str:
+    """The path ``where`` names."""
+    return where if isinstance(where, str) else where()
 
 
 class IsSymlink(Exception):
@@ -62,7 +71,7 @@ def lstat_at(dir_fd: int, name: str, path: str) -> os.stat_result | None:
         raise from_os_error(exc, path, "inspect") from None
 
 
-def reopen_parent(child_fd: int, parent: tuple[int, int], path: str) -> int:
+def reopen_parent(child_fd: int, parent: tuple[int, int], path: Where) -> int:
     """Open the parent of the directory at ``child_fd`` through ``..``.
 
     Raises ``Busy`` unless it is still the directory ``parent`` (device, inode) names: the
@@ -71,10 +80,10 @@ def reopen_parent(child_fd: int, parent: tuple[int, int], path: str) -> int:
     try:
         fd = os.open("..", DIR_FLAGS, dir_fd=child_fd)
     except OSError as exc:
-        raise from_os_error(exc, path, "climb back up") from None
+        raise from_os_error(exc, spelt(path), "climb back up") from None
     if identity(fd) != parent:
         os.close(fd)
-        raise Busy("the tree was moved while it was being walked", path)
+        raise Busy("the tree was moved while it was being walked", spelt(path))
     return fd
 
 
@@ -99,7 +108,7 @@ class DirOpener:
         self.root_dev = st.st_dev
         self.root_mount_id = mount_id(root_fd)
 
-    def open_dir(self, dir_fd: int, name: str, *, path: str = "") -> int:
+    def open_dir(self, dir_fd: int, name: str, *, path: Where = "") -> int:
         """Open directory ``name`` in ``dir_fd``.
 
         Raises ``IsSymlink`` for a symlink, ``Missing`` when absent or not a directory,
@@ -108,24 +117,24 @@ class DirOpener:
         if name == "..":
             # openat2 refuses it (RESOLVE_BENEATH); O_NOFOLLOW alone would climb out. Glob
             # patterns reach here with ``\.\.``, which lexical folding cannot see.
-            raise OutsideRoot("'..' leads out of the directory", path=path)
+            raise OutsideRoot("'..' leads out of the directory", path=spelt(path))
         try:
             if self.use_openat2:
                 return openat2(dir_fd, name, DIR_FLAGS, STRICT_RESOLVE)
             fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
-                raise OutsideRoot("a mount point is in the way", path=path) from None
+                raise OutsideRoot("a mount point is in the way", path=spelt(path)) from None
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                if self._is_symlink(dir_fd, name, path):
+                if self._is_symlink(dir_fd, name, spelt(path)):
                     raise IsSymlink(name) from None
                 raise Missing(name) from None
             if exc.errno == errno.ENOENT:
                 raise Missing(name) from None
-            raise from_os_error(exc, path, "open directory") from None
+            raise from_os_error(exc, spelt(path), "open directory") from None
         if not self.on_root_mount(fd):
             os.close(fd)
-            raise OutsideRoot("a mount point is in the way", path=path)
+            raise OutsideRoot("a mount point is in the way", path=spelt(path))
         return fd
 
     def on_root_mount(self, fd: int) -> bool:
@@ -187,7 +196,7 @@ class DirStack(Generic[L]):
                 os.close(far.fd)
                 far.fd = CLOSED
 
-    def pop(self, path: str) -> L:
+    def pop(self, path: Where) -> L:
         """Remove the deepest level and close it; the one above is open again.
 
         Raises ``Busy`` when that one is not where it was (the tree was moved meanwhile),

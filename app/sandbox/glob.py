@@ -31,6 +31,7 @@ import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from app.sandbox.errors import GlobTooBroad, InvalidPath, InvalidPattern, OutsideRoot
 from app.sandbox.errors import from_os_error as _from_os_error
@@ -249,7 +250,7 @@ class _Walk:
                 if frame.entries is None:
                     frame.entries = self._entries(frame, top=len(stack) == 1)
                 if frame.at == len(frame.entries):
-                    stack.pop(self._path())
+                    stack.pop(self._path)
                     if self.names:
                         self.names.pop()
                     continue
@@ -259,7 +260,7 @@ class _Walk:
                 if not is_dir or not after:
                     continue
                 try:
-                    fd = self.opener.open_dir(frame.fd, name, path=self._path(name))
+                    fd = self.opener.open_dir(frame.fd, name, path=partial(self._path, name))
                 except (IsSymlink, Missing, OutsideRoot):
                     continue
                 stack.push(self._frame(fd, after))
@@ -325,12 +326,12 @@ class _Walk:
     def _entries(self, frame: _Frame, *, top: bool) -> list[tuple[str, bool]]:
         """The entries of ``frame`` its states need, sorted: every one if any state is not
         a literal, else just the literals that exist (one ``lstat`` each)."""
-        path = self._path()
         if not (frame.wild or frame.globstar or frame.everything):
+            # Only literal segments lead here, so the path is short (at most MAX_SEGMENTS).
             found = []
             for name in sorted(frame.literal):
                 self._spend(1)
-                st = lstat_at(frame.fd, name, path)
+                st = lstat_at(frame.fd, name, self._path(name))
                 if st is not None and not (top and self.reserved.holds(name, st)):
                     found.append((name, stat.S_ISDIR(st.st_mode)))
             return found
@@ -343,7 +344,7 @@ class _Walk:
                     if not (top and self.reserved.spelled(entry.name)):
                         listing.append((entry.name, entry.is_dir(follow_symlinks=False)))
         except OSError as exc:
-            raise _from_os_error(exc, path, "list directory") from None
+            raise _from_os_error(exc, self._path(), "list directory") from None
         listing.sort()
         return listing
 

@@ -1,5 +1,6 @@
 """Trees to delete: a broad one with every kind of entry, and trees too deep to name with
-one path, built one directory descriptor at a time."""
+one path (a chain, and one that forks at every level), built one directory descriptor at
+a time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -53,3 +55,60 @@ def build_tree(base: Path, dirs: int, subdirs: int, files: int) -> list[str]:
         names.append(f"d{d:03}")
     os.utime(base, ns=(1_000_000_000, 1_000_000_000))
     return names
+
+
+@dataclass(frozen=True)
+class BranchingTree:
+    """A deep tree that forks at every level (see ``branching_tree``), as relative paths."""
+
+    top: str
+    depth: int
+    leaves: list[str]
+    # A path through each symlink of the deepest level to an ``f``, and that ``f``'s path.
+    through_links: dict[str, str]
+
+
+@contextmanager
+def branching_tree(base: Path, depth: int, top: str = "deep") -> Iterator[BranchingTree]:
+    """``base/top``: a chain of ``depth`` directories ``d`` that forks at every level.
+
+    Each level also holds a directory ``s`` with a file ``f`` in it, so a walk climbs back
+    and goes down again at every depth; the deepest level holds ``b0/leaf`` and
+    ``b1/leaf``, and symlinks to the ``s`` of a level above: ``up`` two levels up, ``back``
+    as far as a link can reach (1 000 levels). Built one descriptor at a time; removed
+    afterwards with ``rm -rf``.
+    """
+    climbs = {"up": min(depth - 1, 2), "back": min(depth - 1, 1000)}
+    chain = [top, *["d"] * (depth - 1)]
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in chain:
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            _file_in(fd, "s", "f")
+        for branch in ("b0", "b1"):
+            _file_in(fd, branch, "leaf")
+        for link, climb in climbs.items():
+            os.symlink("../" * climb + "s", link, dir_fd=fd)
+    finally:
+        os.close(fd)
+    bottom = "/".join(chain)
+    through = {
+        f"{bottom}/{link}/f": "/".join([*chain[: depth - climb], "s", "f"])
+        for link, climb in climbs.items()
+    }
+    try:
+        yield BranchingTree(top, depth, [f"{bottom}/b0/leaf", f"{bottom}/b1/leaf"], through)
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(base / top)], check=True)
+
+
+def _file_in(dir_fd: int, subdir: str, name: str) -> None:
+    os.mkdir(subdir, dir_fd=dir_fd)
+    fd = os.open(subdir, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+    try:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
