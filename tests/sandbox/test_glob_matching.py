@@ -1,0 +1,192 @@
+"""Matching a segment costs time linear in the name, whatever the pattern.
+
+A segment is cut at its stars into fixed-width chunks, each looked for once, left to
+right: no backtracking. We count the chunk searches (and the span each one scans) for
+hostile patterns against the longest names, check the matcher against a plain
+backtracking reference on small inputs, and, as a backstop only, run the pattern that
+froze the server through a real walk with a generous timeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.sandbox import Root
+from app.sandbox.glob import GLOBSTAR, Segment, _Literal, _segment, _Wild
+from app.sandbox.paths import MAX_SEGMENT_BYTES
+
+FROZE_THE_SERVER = "*?*?*?*?*?*?*?*?*?*?*?*?*#"
+HOSTILE = [
+    FROZE_THE_SERVER,
+    "*?" * 40 + "*#",
+    "*a" * 30 + "*b",
+    "a*" * 30 + "b",
+    "*[a-z]" * 30 + "*!",
+    "?*" * 60 + "?",
+    "*" + "a?" * 20 + "*b",
+    "*aa*aaa*aaaa*aaaaa*x",
+    "[!b]*" * 25 + "c",
+]
+NAMES = [
+    "values-production-environment.yaml",
+    "a" * MAX_SEGMENT_BYTES,
+    "a" * (MAX_SEGMENT_BYTES - 1) + "b",
+    ("ab" * MAX_SEGMENT_BYTES)[:MAX_SEGMENT_BYTES],
+    "x" * MAX_SEGMENT_BYTES,
+]
+
+
+class _Counted:
+    """A chunk regex that counts its searches and the characters each may scan."""
+
+    def __init__(self, compiled: re.Pattern[str], log: list[int]) -> None:
+        self.compiled = compiled
+        self.log = log
+
+    def match(self, name: str, pos: int = 0) -> re.Match[str] | None:
+        self.log.append(len(name) - pos)
+        return self.compiled.match(name, pos)
+
+    def search(self, name: str, pos: int, endpos: int) -> re.Match[str] | None:
+        self.log.append(endpos - pos)
+        return self.compiled.search(name, pos, endpos)
+
+
+def _counted(wild: _Wild, log: list[int]) -> _Wild:
+    def count(chunk: re.Pattern[str] | None) -> re.Pattern[str] | None:
+        return None if chunk is None else _Counted(chunk, log)  # type: ignore[return-value]
+
+    return dataclasses.replace(
+        wild,
+        head=count(wild.head),
+        tail=count(wild.tail),
+        middle=tuple(_Counted(chunk, log) for chunk in wild.middle),  # type: ignore[misc]
+    )
+
+
+@pytest.mark.parametrize("pattern", HOSTILE)
+@pytest.mark.parametrize("name", NAMES, ids=lambda name: f"{name[:12]}..{len(name)}")
+def test_each_chunk_is_looked_for_at_most_once(pattern: str, name: str) -> None:
+    wild = _segment(pattern, pattern)
+    assert isinstance(wild, _Wild)
+    chunks = (wild.head is not None) + (wild.tail is not None) + len(wild.middle)
+    log: list[int] = []
+    _counted(wild, log).matches(name)
+    assert len(log) <= chunks
+    assert all(span <= len(name) for span in log)
+
+
+def test_the_pattern_that_froze_the_server_answers_at_once_through_a_walk(
+    root_dir: Path,
+) -> None:
+    # A backstop, not a measurement: the old matcher needed minutes for this, and the
+    # walk runs in a child process that the timeout can kill.
+    (root_dir / NAMES[0]).write_text("x")
+    (root_dir / ("a" * MAX_SEGMENT_BYTES)).write_text("x")
+    (root_dir / ("x" * 50 + "#")).write_text("x")
+    patterns = [FROZE_THE_SERVER, "*?" * 40 + "*#", "*a" * 60 + "*b"]
+    code = (
+        "import sys; from app.sandbox import Root\n"
+        "with Root.open(sys.argv[1]) as root:\n"
+        f"    print([root.glob(pattern) for pattern in {patterns!r}])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    hashed = "x" * 50 + "#"
+    assert done.stdout.strip() == repr([[hashed], [hashed], []])
+
+
+# The reference: textbook backtracking over the same atoms, on inputs small enough for it.
+ATOMS = ["a", "b", ".", "*", "?", "[ab]", "[!a]", "[^b.]", "[a-b]", "\\*", "\\?", "\\[", "\\\\"]
+NAME_CHARS = "ab.*?[\\"
+
+
+def _atom_matches(atom: str, char: str) -> bool:
+    if atom == "?":
+        return True
+    if atom.startswith("\\"):
+        return char == atom[1]
+    if atom.startswith("["):
+        inside = atom[1:-1]
+        negate = inside[0] in "!^"
+        inside = inside[1:] if negate else inside
+        hit = "a" <= char <= "b" if inside == "a-b" else char in inside
+        return hit != negate
+    return char == atom
+
+
+def _reference(atoms: tuple[str, ...], name: str) -> bool:
+    @cache
+    def match(i: int, j: int) -> bool:
+        if i == len(atoms):
+            return j == len(name)
+        if atoms[i] == "*":
+            return any(match(i + 1, k) for k in range(j, len(name) + 1))
+        return j < len(name) and _atom_matches(atoms[i], name[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def _matches(segment: Segment, name: str) -> bool:
+    if isinstance(segment, _Literal):
+        return segment.name == name
+    assert isinstance(segment, _Wild)
+    return segment.matches(name)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    atoms=st.lists(st.sampled_from(ATOMS), min_size=1, max_size=8).map(tuple),
+    name=st.text(alphabet=NAME_CHARS, min_size=1, max_size=10),
+)
+def test_the_matcher_agrees_with_backtracking(atoms: tuple[str, ...], name: str) -> None:
+    text = "".join(atoms)
+    segment = _segment(text, text)
+    if segment is GLOBSTAR:
+        return
+    assert _matches(segment, name) == _reference(atoms, name), (text, name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    atoms=st.lists(st.sampled_from(["*", "?", "a", "[ab]"]), min_size=1, max_size=30).map(tuple),
+    name=st.text(alphabet="ab", min_size=1, max_size=60),
+)
+def test_it_agrees_on_star_heavy_patterns_too(atoms: tuple[str, ...], name: str) -> None:
+    text = "".join(atoms)
+    segment = _segment(text, text)
+    if segment is not GLOBSTAR:
+        assert _matches(segment, name) == _reference(atoms, name), (text, name)
+
+
+@pytest.mark.parametrize("use_openat2", [True, False], ids=["openat2", "walk"])
+def test_hostile_patterns_match_what_they_should_in_a_walk(
+    root_dir: Path, use_openat2: bool
+) -> None:
+    for name in NAMES:
+        (root_dir / name).write_text(name)
+    with Root.open(root_dir, use_openat2=use_openat2) as root:
+        found = root.glob_all(HOSTILE)
+    expected = [
+        sorted(name for name in NAMES if _reference(_atoms(pattern), name)) for pattern in HOSTILE
+    ]
+    assert found == expected
+
+
+def _atoms(pattern: str) -> tuple[str, ...]:
+    """The atoms of one of ``HOSTILE`` (no escapes; classes closed by the first ``]``)."""
+    return tuple(re.findall(r"\[[^]]*\]|.", pattern))
