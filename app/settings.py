@@ -60,9 +60,10 @@ class Settings(BaseSettings):
     )
     max_batch_steps: int = Field(1000, ge=1, description="Most steps one batch may hold.")
     max_glob_entries: int = Field(
-        100_000,
+        1_000_000,
         ge=1,
-        description="Most directory entries one request's glob patterns may visit; past it, "
+        description="Most directory entries one request's glob patterns may visit (an entry "
+        "compared with several patterns counts once for each); past it, "
         "`422 glob_too_broad` before anything is deleted.",
     )
     state_dir: Path | None = Field(

@@ -128,7 +128,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "path_outside_workspace": {"detail": "path climbs out of the workspace", "path": "../x"},
     "invalid_glob": {"detail": "pattern 'a[' has an unclosed '['", "path": "a["},
     "glob_too_broad": {
-        "detail": "the glob patterns visit more than the 100000 entries a request may; "
+        "detail": "the glob patterns visit more than the 1000000 entries a request may; "
         "narrow them (nothing was deleted)"
     },
     "not_found": {

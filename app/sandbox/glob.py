@@ -45,13 +45,19 @@ MAX_STEP_ALTERNATIVES = 1024
 """Most alternatives all the patterns of one step may expand to, together."""
 
 
+# A comparison of a name with a wildcard segment costs up to len(name) * width steps;
+# it counts one unit more for every this many.
+STEPS_PER_UNIT = 256
+
+
 class Budget:
     """Work a request's glob walks may still do, in entries visited.
 
-    Each entry a walk reads counts once, and once more for each distinct wildcard segment
-    it is compared with and each pending ``**`` it could be entered with; a literal looked
-    up counts once; each match counts once for every segment of its path (it is resolved
-    again to be deleted), and each pattern alternative once. ``GlobTooBroad`` past it.
+    Each entry a walk reads (or a literal it looks up) counts once, and once more for each
+    distinct wildcard segment it is compared with (plus one for every ``STEPS_PER_UNIT``
+    of its length times the segment's) and each pending ``**`` it is entered with; each
+    match counts once for every segment of its path (it is resolved again to be deleted);
+    each pattern alternative once. ``GlobTooBroad`` past the limit.
     """
 
     def __init__(self, limit: int) -> None:
@@ -288,6 +294,8 @@ class _Walk:
         matched = set(frame.everything)
         after: States = {}
         moved = list(frame.literal.get(name, ()))
+        if frame.wild:
+            self._spend(sum(1 + len(name) * w.width // STEPS_PER_UNIT for w in frame.wild))
         for wild, members in frame.wild.items():
             if wild.matches(name):
                 moved.extend(members)
@@ -297,7 +305,8 @@ class _Walk:
                 matched |= patterns
             else:
                 _add(after, following, patterns)
-        if is_dir:
+        if is_dir and frame.globstar:
+            self._spend(len(frame.globstar))
             for node, patterns in frame.globstar:
                 _add(after, node, patterns)
             # A pattern ending in ``**`` (``a/**``) matches the directory itself.
@@ -335,12 +344,11 @@ class _Walk:
                 if st is not None and not (top and self.reserved.holds(name, st)):
                     found.append((name, stat.S_ISDIR(st.st_mode)))
             return found
-        cost = 1 + len(frame.wild) + len(frame.globstar)
         listing = []
         try:
             with os.scandir(frame.fd) as entries:
                 for entry in entries:
-                    self._spend(cost)
+                    self._spend(1)
                     if not (top and self.reserved.spelled(entry.name)):
                         listing.append((entry.name, entry.is_dir(follow_symlinks=False)))
         except OSError as exc:
