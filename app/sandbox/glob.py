@@ -305,7 +305,7 @@ class _Walk:
                 matched |= patterns
             else:
                 _add(after, following, patterns)
-        if is_dir and frame.globstar:
+        if is_dir:
             self._spend(len(frame.globstar))
             for node, patterns in frame.globstar:
                 _add(after, node, patterns)

@@ -140,15 +140,13 @@ class Root:
             raise InvalidPath(f"{name!r} is not a valid workspace name", path=name)
         if create:
             _mkdir(self._fd, name)
+        self._refuse_top(name, name)
         try:
             fd = self._opener.open_dir(self._fd, name, path=name)
         except IsSymlink:
             raise OutsideRoot("the workspace is a symbolic link", path=name) from None
         except Missing:
             return None
-        if self._reserved.holds(name, os.fstat(fd)):
-            os.close(fd)
-            raise InvalidPath(f"{name!r} is not a valid workspace name", path=name)
         return Root(fd, reserved=frozenset(), use_openat2=self._opener.use_openat2)
 
     def open_private(self, name: str, *, create: bool = True) -> Root | None:
@@ -312,6 +310,14 @@ class Root:
             self._refuse_reserved(real_parent, leaf, lstat_at(parent_fd, leaf, path), path)
         return leaf
 
+    def _refuse_top(self, name: str, path: str) -> None:
+        """``InvalidPath`` when the top-level ``name`` is reserved (checked before opening
+        it: one ``lstat`` in a root that reserves names)."""
+        if self._reserved.spelled(name):
+            raise InvalidPath(f"{name!r} is reserved", path=path)
+        if self._reserved.names:
+            self._refuse_reserved((), name, lstat_at(self._fd, name, path), path)
+
     def _refuse_reserved(
         self, real_parent: Parts, leaf: str, st: os.stat_result | None, path: str
     ) -> None:
@@ -371,14 +377,10 @@ class Root:
         dirs = parts[:-1]
         if not dirs:
             return os.dup(self._fd), ()
-        if self._reserved.spelled(dirs[0]):
-            raise InvalidPath(f"{dirs[0]!r} is reserved", path=join(parts))
         if self._opener.use_openat2:
-            if self._reserved.names:
-                # The walk checks each top-level directory it opens; openat2 opens them
-                # unseen, so the first one is looked at first.
-                path = join(parts)
-                self._refuse_reserved((), dirs[0], lstat_at(self._fd, dirs[0], path), path)
+            # The walk checks each top-level directory before it opens it; openat2 opens
+            # the first one unseen, so it is checked here.
+            self._refuse_top(dirs[0], join(parts))
             try:
                 return openat2(self._fd, join(dirs), DIR_FLAGS, STRICT_RESOLVE), dirs
             except OSError as exc:
@@ -406,15 +408,12 @@ class Root:
                         raise OutsideRoot("a symbolic link leads out of the workspace", path)
                     stack.pop(path)
                     continue
-                if not stack and self._reserved.spelled(name):
-                    raise InvalidPath(f"{name!r} is reserved", path=path)
+                if not stack:
+                    self._refuse_top(name, path)
                 current = stack.top.fd if stack else self._fd
                 try:
                     fd = self._opener.open_dir(current, name, path=path)
-                    step = _Step(fd, identity(fd), name)
-                    stack.push(step)
-                    if len(stack) == 1 and self._reserved.names:
-                        self._refuse_reserved((), name, os.fstat(fd), path)
+                    stack.push(_Step(fd, identity(fd), name))
                 except Missing:
                     return None
                 except IsSymlink:

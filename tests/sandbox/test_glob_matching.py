@@ -10,6 +10,7 @@ froze the server through a real walk with a generous timeout.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -190,3 +191,104 @@ def test_hostile_patterns_match_what_they_should_in_a_walk(
 def _atoms(pattern: str) -> tuple[str, ...]:
     """The atoms of one of ``HOSTILE`` (no escapes; classes closed by the first ``]``)."""
     return tuple(re.findall(r"\[[^]]*\]|.", pattern))
+
+
+# The whole walk against a reference: every path of a small random tree, matched by
+# textbook recursion over segments (``**`` any number of directories, a trailing ``**``
+# the directory itself, or every top-level entry), symlinks never entered, each pattern's
+# top-most matches kept, in path order.
+TREE_NAMES = ["a", "b", "ab", ".h"]
+SEGMENT_ATOMS = ["a", "b", "h", ".", "*", "?", "[ab]", "[!a]"]
+
+
+def _tree_paths(base: Path) -> dict[tuple[str, ...], bool]:
+    """Every entry beneath ``base`` (symlinks not followed): is it a real directory?"""
+    found: dict[tuple[str, ...], bool] = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        rel = Path(dirpath).relative_to(base).parts
+        for name in dirnames:
+            found[(*rel, name)] = not (Path(dirpath) / name).is_symlink()
+        for name in filenames:
+            found[(*rel, name)] = False
+    return found
+
+
+def _path_matches(given: list[tuple[str, ...]], path: tuple[str, ...], is_dir: bool) -> bool:
+    segments = [s for i, s in enumerate(given) if not (s == ("**",) and given[i - 1 : i] == [s])]
+    if segments and segments[-1] == ("**",):
+        head = segments[:-1]
+        if not head:
+            return len(path) == 1
+        return is_dir and _path_matches(head, path, is_dir)
+
+    @cache
+    def match(i: int, j: int) -> bool:
+        if i == len(segments):
+            return j == len(path)
+        if segments[i] == ("**",):
+            return any(match(i + 1, k) for k in range(j, len(path) + 1))
+        return j < len(path) and _reference(segments[i], path[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def _expected(
+    alternatives: list[list[tuple[str, ...]]], paths: dict[tuple[str, ...], bool]
+) -> list[str]:
+    matched = {
+        path
+        for path, is_dir in paths.items()
+        for segments in alternatives
+        if _path_matches(segments, path, is_dir)
+    }
+    top_most = [p for p in matched if not any(p[:i] in matched for i in range(1, len(p)))]
+    return ["/".join(p) for p in sorted(top_most)]
+
+
+segment_atoms = st.one_of(
+    st.just(("**",)),
+    st.lists(st.sampled_from(SEGMENT_ATOMS), min_size=1, max_size=3)
+    .map(tuple)
+    .filter(lambda atoms: "".join(atoms) not in (".", "..", "**")),
+)
+alternatives = st.lists(st.lists(segment_atoms, min_size=1, max_size=4), min_size=1, max_size=3)
+trees = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(TREE_NAMES), min_size=1, max_size=4).map(tuple),
+        st.sampled_from(["file", "dir", "link"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tree=trees, patterns=st.lists(alternatives, min_size=1, max_size=3))
+def test_the_walk_agrees_with_a_reference(
+    tmp_path_factory: pytest.TempPathFactory,
+    tree: list[tuple[tuple[str, ...], str]],
+    patterns: list[list[list[tuple[str, ...]]]],
+) -> None:
+    base = tmp_path_factory.mktemp("ref")
+    for parts, kind in tree:
+        path = base.joinpath(*parts)
+        if any(p.is_symlink() or p.is_file() for p in [path, *path.parents] if p != base):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            continue
+        if kind == "dir":
+            path.mkdir()
+        elif kind == "link":
+            path.symlink_to(".")
+        else:
+            path.write_text("x")
+    texts = []
+    for alts in patterns:
+        spelt = ["/".join("".join(segment) for segment in alt) for alt in alts]
+        texts.append(spelt[0] if len(spelt) == 1 else "{" + ",".join(spelt) + "}")
+    paths = _tree_paths(base)
+    for use_openat2 in (True, False):
+        with Root.open(base, use_openat2=use_openat2) as root:
+            found = root.glob_all(texts)
+        assert found == [_expected(alts, paths) for alts in patterns], texts
