@@ -57,6 +57,10 @@ def build_tree(base: Path, dirs: int, subdirs: int, files: int) -> list[str]:
     return names
 
 
+# The symlinks at the bottom of a branching tree, and how many levels each climbs at most.
+LINKS = {"up": 2, "back": 1000}
+
+
 @dataclass(frozen=True)
 class BranchingTree:
     """A deep tree that forks at every level (see ``branching_tree``), as relative paths."""
@@ -67,18 +71,27 @@ class BranchingTree:
     # A path through each symlink of the deepest level to an ``f``, and that ``f``'s path.
     through_links: dict[str, str]
 
+    def entries(self) -> list[str]:
+        """Every entry of the tree, its top first."""
+        found = []
+        for level in range(1, self.depth + 1):
+            here = "/".join([self.top, *["d"] * (level - 1)])
+            found += [here, f"{here}/s", f"{here}/s/f"]
+        bottom = found[-3]
+        for name in ("b0", "b0/leaf", "b1", "b1/leaf", *LINKS):
+            found.append(f"{bottom}/{name}")
+        return found
 
-@contextmanager
-def branching_tree(base: Path, depth: int, top: str = "deep") -> Iterator[BranchingTree]:
+
+def build_branching_tree(base: Path, depth: int, top: str = "deep") -> BranchingTree:
     """``base/top``: a chain of ``depth`` directories ``d`` that forks at every level.
 
     Each level also holds a directory ``s`` with a file ``f`` in it, so a walk climbs back
     and goes down again at every depth; the deepest level holds ``b0/leaf`` and
     ``b1/leaf``, and symlinks to the ``s`` of a level above: ``up`` two levels up, ``back``
-    as far as a link can reach (1 000 levels). Built one descriptor at a time; removed
-    afterwards with ``rm -rf``.
+    as far as a link can reach (1 000 levels). Built one descriptor at a time.
     """
-    climbs = {"up": min(depth - 1, 2), "back": min(depth - 1, 1000)}
+    climbs = {link: min(depth - 1, most) for link, most in LINKS.items()}
     chain = [top, *["d"] * (depth - 1)]
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -99,8 +112,14 @@ def branching_tree(base: Path, depth: int, top: str = "deep") -> Iterator[Branch
         f"{bottom}/{link}/f": "/".join([*chain[: depth - climb], "s", "f"])
         for link, climb in climbs.items()
     }
+    return BranchingTree(top, depth, [f"{bottom}/b0/leaf", f"{bottom}/b1/leaf"], through)
+
+
+@contextmanager
+def branching_tree(base: Path, depth: int, top: str = "deep") -> Iterator[BranchingTree]:
+    """``build_branching_tree`` for the block; removed afterwards with ``rm -rf``."""
     try:
-        yield BranchingTree(top, depth, [f"{bottom}/b0/leaf", f"{bottom}/b1/leaf"], through)
+        yield build_branching_tree(base, depth, top)
     finally:
         subprocess.run(["rm", "-rf", "--", str(base / top)], check=True)
 
