@@ -1,4 +1,5 @@
-# stepd container image: `docker build -t stepd:0.1.0 .`
+# stepd container image: `docker build -t stepd:0.1.0 .` (pushing and pinning it for
+# Kubernetes: docs/OPERATIONS.md, "Deploying").
 # Two stages: the first builds a virtual environment from constraints.txt, the second
 # copies only that environment onto a clean base and runs as an unprivileged user.
 
@@ -28,7 +29,7 @@ RUN groupadd --system --gid "${STEPD_UID}" stepd \
 
 COPY --from=build /opt/stepd /opt/stepd
 
-# Settings are environment variables (see the README). The image listens on every
+# Settings are environment variables (see docs/CONFIGURATION.md). The image listens on every
 # interface, so it expects bearer tokens in STEPD_AUTH_TOKENS_FILE (a secret mount).
 # DL3064 flags the variable's name; its value is a path, the tokens stay in the mount.
 # hadolint ignore=DL3064
@@ -45,9 +46,9 @@ VOLUME ["/workspace"]
 USER ${STEPD_UID}:${STEPD_UID}
 EXPOSE 8080
 
-# No curl in a slim image: the interpreter already has urllib. Any failure (refused,
-# timeout, non-2xx) raises, and an uncaught exception exits 1, which means unhealthy.
+# `stepd healthcheck` reads the same settings as `stepd serve` (port, TLS): it asks this
+# host's /healthz over HTTPS when a certificate is set, and exits 1 on any failure.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('STEPD_PORT', '8080') + '/healthz', timeout=3)"]
+    CMD ["stepd", "healthcheck"]
 
 CMD ["stepd", "serve"]

@@ -1,18 +1,29 @@
 # stepd: `make run` serves on 127.0.0.1:8080 with ./workspace as the root;
-# `make test` runs the linters (OpenAPI too) and the test suite. Both create .venv on first use.
+# `make test` runs the linters (OpenAPI too) and the test suite. Both create .venv on first use:
+# `make run` installs the server's runtime dependencies only, `make test` adds what the tests
+# need (the dev extras and the Python client, clients/python) to the same environment.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
+CLIENT := clients/python
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
 .PHONY: run test lint typecheck pytest openapi openapi-lint bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+
+$(RUNTIME_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) --editable .
+	touch $@
+
+$(STAMP): $(RUNTIME_STAMP) $(CLIENT)/pyproject.toml
+	$(PIP_INSTALL) --editable '.[dev]' --editable $(CLIENT)
 	touch $@
 
 # Node tools (Redocly CLI), exactly as package-lock.json pins them.
@@ -20,18 +31,18 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: $(STAMP)
+run: $(RUNTIME_STAMP)
 	mkdir -p workspace
 	$(BIN)/stepd serve --workspace-root ./workspace --log-format console
 
 test: lint typecheck openapi-lint pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests $(CLIENT)
+	$(BIN)/ruff format --check app tests $(CLIENT)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app
+	$(BIN)/mypy app $(CLIENT)/stepd_client
 
 # A private temp root, emptied by rm (pytest's own clean-up recurses, and some test
 # trees are deeper than Python's recursion limit).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,8 +18,8 @@ from app.api import problems
 from app.api.auth import AuthMiddleware
 from app.api.idempotency import IdempotencyMiddleware
 from app.api.limits import LimitsMiddleware
-from app.api.routes import docs, health, metrics, steps
-from app.api.tokens import TokenFile
+from app.api.routes import docs, health, kargo, metrics, steps
+from app.api.tokens import TokenFile, parse_agent_token
 from app.idempotency.deferred import DeferredStore
 from app.idempotency.sqlite import SQLiteStore
 from app.observability.metrics import Metrics
@@ -56,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     root_path = check_workspace_root(settings.workspace_root)
     tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
+    kargo_tokens = None
+    if settings.kargo_token_file is not None:
+        kargo_tokens = TokenFile(settings.kargo_token_file, parse_agent_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,13 +102,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        # Behind a proxy that strips a prefix, Swagger UI's "Try it out" must call it.
+        servers=[{"url": settings.root_path}] if settings.root_path else None,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # How a Kargo agent may spell the root in a work dir: as configured, or resolved.
+    app.state.root_paths = tuple(
+        dict.fromkeys(
+            PurePosixPath(p) for p in (settings.workspace_root.expanduser().absolute(), root_path)
+        )
+    )
     app.state.metrics = Metrics()
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware, paths=IDEMPOTENT_PATHS)
     app.include_router(steps.router)
+    app.include_router(kargo.router)
     app.include_router(health.router)
     docs.install(app)
     if settings.metrics:
@@ -115,7 +129,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
-    app.add_middleware(AuthMiddleware, tokens=tokens, metrics_auth=settings.metrics_auth)
+    app.add_middleware(
+        AuthMiddleware,
+        tokens=tokens,
+        metrics_auth=settings.metrics_auth,
+        kargo_tokens=kargo_tokens,
+    )
     return app
 
 
@@ -155,6 +174,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             version=app.version,
             description=app.description,
             license_info=app.license_info,
+            servers=app.servers,
             routes=app.routes,
         )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -167,6 +187,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema["components"]["headers"] = {"X-Request-ID": REQUEST_ID_HEADER}
         for item in schema["paths"].values():
             for operation in item.values():
+                # FastAPI's own 422 for a body that does not validate: stepd's routes
+                # document theirs as problems (the step plugin route answers 400).
+                if "HTTPValidationError" in json.dumps(operation["responses"].get("422")):
+                    del operation["responses"]["422"]
                 for response in operation["responses"].values():
                     response.setdefault("headers", {})["X-Request-ID"] = {
                         "$ref": "#/components/headers/X-Request-ID"

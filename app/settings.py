@@ -1,4 +1,9 @@
-"""Settings, from ``stepd serve`` options or ``STEPD_*`` environment variables."""
+"""Settings, from ``stepd serve`` options or ``STEPD_*`` environment variables.
+
+Every field of ``Settings`` is one setting: the variable ``STEPD_<NAME>`` and the option
+``--<name>`` (``knob``). The command line's options and help are generated from the
+fields, so each field's ``description`` is the text an operator reads.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,27 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ENV_PREFIX = "STEPD_"
+ROOT_PATH_PATTERN = r"^(/[^/\s]+)*$"
+
 
 class ConfigError(Exception):
     """A setting that keeps the service from starting; the message is one line."""
 
 
 class Settings(BaseSettings):
-    """Everything stepd can be told; see the README for each variable."""
+    """Everything stepd can be told; see docs/CONFIGURATION.md for each variable."""
 
-    model_config = SettingsConfigDict(env_prefix="STEPD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
     workspace_root: Path = Field(
         Path("workspace"), description="Directory that every request is confined to."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe level that is logged."
+    )
     auth_tokens_file: Path | None = Field(
         None, description="File of bearer tokens, one per line; unset: no authentication."
     )
@@ -87,17 +97,57 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds the purger pauses after each slice while requests are served.",
     )
+    root_path: str = Field(
+        "",
+        pattern=ROOT_PATH_PATTERN,
+        description="Path prefix under which a reverse proxy that strips it serves stepd "
+        "(`/stepd`): the spec's `servers` carry it, so Swagger UI's Try it out goes "
+        "through the proxy. Empty: served at `/`.",
+    )
+    kargo_kind_prefix: str = Field(
+        "stepd-",
+        pattern=r"^[a-z0-9][a-z0-9.-]*$",
+        description="Prefix of the step kinds the Kargo step plugin route runs "
+        "(`stepd-delete`), so that none is the name of a Kargo built-in step.",
+    )
+    kargo_token_file: Path | None = Field(
+        None,
+        description="The file holding the Kargo agent's bearer token for the step plugin "
+        "route; unset: that route follows the usual authentication.",
+    )
+    kargo_duplicate_wait: float = Field(
+        20.0,
+        ge=0,
+        description="Seconds a repeated step plugin request waits for the first one to "
+        "finish before answering `Running`.",
+    )
+
+
+def variable(name: str) -> str:
+    """The environment variable of the setting ``name`` (``STEPD_PORT``)."""
+    return ENV_PREFIX + name.upper()
+
+
+def option(name: str) -> str:
+    """The ``stepd serve`` option of the setting ``name`` (``--port``)."""
+    return "--" + name.replace("_", "-")
+
+
+def knob(name: str) -> str:
+    """Both ways to give the setting ``name``, for messages: ``STEPD_PORT / --port``."""
+    return f"{variable(name)} / {option(name)}"
 
 
 def check_workspace_root(path: Path) -> Path:
     """The absolute, resolved workspace root; ``ConfigError`` when it cannot serve as one."""
     resolved = path.expanduser().resolve()
+    setting = knob("workspace_root")
     if not resolved.exists():
-        raise ConfigError(f"workspace root {str(path)!r} does not exist")
+        raise ConfigError(f"workspace root {str(path)!r} ({setting}) does not exist")
     if not resolved.is_dir():
-        raise ConfigError(f"workspace root {str(path)!r} is not a directory")
+        raise ConfigError(f"workspace root {str(path)!r} ({setting}) is not a directory")
     if resolved == Path(resolved.anchor):
-        raise ConfigError("workspace root must not be '/'")
+        raise ConfigError(f"workspace root ({setting}) must not be '/'")
     return resolved
 
 
@@ -120,9 +170,9 @@ def check_exposure(settings: Settings) -> str | None:
         return None
     if not settings.allow_unauthenticated:
         raise ConfigError(
-            f"refusing to serve {settings.host!r} without authentication: set "
-            "STEPD_AUTH_TOKENS_FILE, bind a loopback address, or set "
-            "STEPD_ALLOW_UNAUTHENTICATED=true"
+            f"refusing to serve {settings.host!r} ({knob('host')}) without authentication: "
+            f"set {knob('auth_tokens_file')}, bind a loopback address, or set "
+            f"{variable('allow_unauthenticated')}=true"
         )
     return (
         f"serving {settings.host!r} without authentication (STEPD_ALLOW_UNAUTHENTICATED=true): "
@@ -130,18 +180,38 @@ def check_exposure(settings: Settings) -> str | None:
     )
 
 
+_TLS_FILES = ("tls_cert_file", "tls_key_file")
+
+
 def check_tls(settings: Settings) -> None:
-    """``ConfigError`` unless the TLS certificate and key are both unset, or both usable."""
+    """``ConfigError`` unless the TLS certificate and key are both unset, or both usable.
+
+    The message names the file at fault and its setting.
+    """
     cert, key = settings.tls_cert_file, settings.tls_key_file
     if cert is None and key is None:
         return
     if cert is None or key is None:
-        raise ConfigError("TLS needs both a certificate file and a key file")
+        given, missing = ("tls_key_file", "tls_cert_file") if cert is None else _TLS_FILES
+        raise ConfigError(
+            f"TLS needs both a certificate file and a key file: {knob(given)} is set, "
+            f"{knob(missing)} is not"
+        )
+    for name, path in zip(_TLS_FILES, (cert, key), strict=True):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {str(path)!r} ({knob(name)}): {exc.strerror or exc}"
+            ) from None
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
-        raise ConfigError(f"cannot load TLS certificate {str(cert)!r}: {reason}") from None
+        raise ConfigError(
+            f"cannot load TLS certificate {str(cert)!r} ({knob('tls_cert_file')}) with key "
+            f"{str(key)!r} ({knob('tls_key_file')}): {reason}"
+        ) from None
 
 
 def state_dir(settings: Settings, root: Path) -> Path:

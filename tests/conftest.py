@@ -1,4 +1,5 @@
-"""Shared fixtures: a real workspace root in a temp dir, and the app over it."""
+"""Shared fixtures: a real workspace root in a temp dir, the app over it, and a real
+server over it (plain HTTP, or HTTPS with a certificate of a test CA)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.sandbox import Root
 from app.settings import Settings
 from app.steps.workspace import RESERVED
-from tests.support.server import serve
+from tests.support.server import Server, serve
 
 
 @pytest.fixture
@@ -45,3 +47,22 @@ def live_server(root_dir: Path) -> Iterator[str]:
     """A real ``python -m app serve`` over ``root_dir``; yields its base URL."""
     with serve(root_dir) as server:
         yield server.base_url
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A certificate authority of the tests' own, trusted by nothing else."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def https(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real ``stepd serve`` over HTTPS, with a certificate of ``ca`` for 127.0.0.1."""
+    base = tmp_path_factory.mktemp("tls")
+    (base / "root").mkdir()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(base / "key.pem"))
+    args = ["--tls-cert-file", str(base / "cert.pem"), "--tls-key-file", str(base / "key.pem")]
+    with serve(base / "root", *args) as server:
+        yield server

@@ -29,7 +29,10 @@ def test_a_non_loopback_host_without_tokens_refuses_to_start(
 ) -> None:
     assert main(["serve", "--host", "0.0.0.0", "--workspace-root", str(root_dir)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("stepd: refusing to serve '0.0.0.0' without authentication")
+    assert err.startswith(
+        "stepd: refusing to serve '0.0.0.0' (STEPD_HOST / --host) without authentication: "
+        "set STEPD_AUTH_TOKENS_FILE / --auth-tokens-file"
+    )
     assert "STEPD_ALLOW_UNAUTHENTICATED=true" in err
     assert err.count("\n") == 1
 
@@ -49,13 +52,14 @@ def test_allowing_unauthenticated_serves_and_warns(root_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (None, "cannot read token file"),
-        ("# nobody yet\n\n", "holds no tokens"),
-        ("ci:good-token\nnot a token\n", "line 2: not a bearer token"),
-        ("c i:good-token\n", "line 1: the name must match"),
+        (None, "stepd: cannot read token file '{}' (STEPD_AUTH_TOKENS_FILE"),
+        ("# nobody yet\n\n", "stepd: token file '{}' (STEPD_AUTH_TOKENS_FILE / "),
+        ("ci:good-token\nnot a token\n", "token file '{}' (STEPD_AUTH_TOKENS_FILE / "),
+        ("ci:good-token\nnot a token\n", "--auth-tokens-file): line 2: not a bearer token"),
+        ("c i:good-token\n", "'{}' (STEPD_AUTH_TOKENS_FILE / --auth-tokens-file): line 1: the"),
         (b"good-token\xff\n", "not UTF-8 text"),
     ],
-    ids=["missing", "empty", "bad-token", "bad-name", "not-utf8"],
+    ids=["missing", "empty", "bad-token-file", "bad-token-line", "bad-name", "not-utf8"],
 )
 def test_an_unusable_token_file_refuses_to_start(
     root_dir: Path,
@@ -74,6 +78,6 @@ def test_an_unusable_token_file_refuses_to_start(
     assert main(["serve", "--workspace-root", str(root_dir)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("stepd: ")
-    assert reason in err
+    assert reason.replace("{}", str(tokens)) in err
     assert err.count("\n") == 1
     assert "good-token" not in err

@@ -1,4 +1,4 @@
-"""Smoke test: a real ``python -m app serve`` answers the README's curl examples."""
+"""Smoke test: a real ``python -m app serve`` answers the basic delete examples."""
 
 from __future__ import annotations
 

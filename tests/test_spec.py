@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.api.spec import SPEC_DIR, VERSIONED_MODELS, openapi_document, render, version_schemas
+from app.main import create_app
 from app.models.delete import SUPPORTED_VERSIONS
+from app.settings import Settings
 
 STALE = "openapi/openapi.json is stale: run `make openapi` and commit the result"
 
@@ -68,6 +72,7 @@ def test_operation_ids_are_stable(document: dict[str, Any]) -> None:
         "/steps/batch": {"post": "runBatch"},
         "/healthz": {"get": "getHealth"},
         "/readyz": {"get": "getReadiness"},
+        "/api/v1/step.execute": {"post": "executeKargoStep"},
     }
 
 
@@ -89,3 +94,35 @@ def test_every_response_documents_the_request_id_header(document: dict[str, Any]
                     "$ref": "#/components/headers/X-Request-ID"
                 }, (path, method, status)
     assert "schema" in document["components"]["headers"]["X-Request-ID"]
+
+
+def _request_examples(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, name, example)
+        for path, item in document["paths"].items()
+        for operation in item.values()
+        for content in operation.get("requestBody", {}).get("content", {}).values()
+        for name, example in content.get("examples", {}).items()
+    ]
+
+
+EXAMPLES = _request_examples(openapi_document())
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "example"), EXAMPLES, ids=[f"{p}:{n}" for p, n, _ in EXAMPLES]
+)
+def test_each_example_succeeds_on_a_fresh_workspace_or_says_it_will_not(
+    root_dir: Path, path: str, name: str, example: dict[str, Any]
+) -> None:
+    """What Swagger UI's "Try it out" sends first: 200, unless the summary says 404."""
+    with TestClient(create_app(Settings(workspace_root=root_dir))) as client:
+        response = client.post(path, json=example["value"])
+    expected = 404 if "404" in example["summary"] else 200
+    assert response.status_code == expected, (example["summary"], response.json())
+
+
+def test_the_spec_names_the_root_path_as_its_server(root_dir: Path) -> None:
+    settings = Settings(workspace_root=root_dir, root_path="/tools/stepd")
+    assert create_app(settings).openapi()["servers"] == [{"url": "/tools/stepd"}]
+    assert "servers" not in openapi_document()

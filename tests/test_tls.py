@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,24 +10,7 @@ import pytest
 import trustme
 
 from app.cli import main
-from tests.support.server import Server, serve
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def https(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("tls")
-    (base / "root").mkdir()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(base / "key.pem"))
-    args = ["--tls-cert-file", str(base / "cert.pem"), "--tls-key-file", str(base / "key.pem")]
-    with serve(base / "root", *args) as server:
-        yield server
+from tests.support.server import Server
 
 
 def test_https_is_served_with_the_given_certificate(https: Server, ca: trustme.CA) -> None:
@@ -53,22 +35,38 @@ def test_plain_http_gets_no_answer(https: Server) -> None:
 @pytest.mark.parametrize(
     ("files", "reason"),
     [
-        (["--tls-cert-file"], "stepd: TLS needs both a certificate file and a key file"),
-        (["--tls-cert-file", "--tls-key-file"], "stepd: cannot load TLS certificate"),
+        (
+            {"--tls-cert-file": "not PEM"},
+            "stepd: TLS needs both a certificate file and a key file: STEPD_TLS_CERT_FILE / "
+            "--tls-cert-file is set, STEPD_TLS_KEY_FILE / --tls-key-file is not",
+        ),
+        (
+            {"--tls-cert-file": "not PEM", "--tls-key-file": None},
+            "stepd: cannot read '{--tls-key-file}' (STEPD_TLS_KEY_FILE / --tls-key-file): "
+            "No such file or directory",
+        ),
+        (
+            {"--tls-cert-file": "not PEM", "--tls-key-file": "not PEM"},
+            "stepd: cannot load TLS certificate '{--tls-cert-file}' (STEPD_TLS_CERT_FILE / "
+            "--tls-cert-file) with key '{--tls-key-file}' (STEPD_TLS_KEY_FILE / --tls-key-file)",
+        ),
     ],
-    ids=["cert-without-key", "unusable-cert"],
+    ids=["cert-without-key", "missing-key", "unusable-cert"],
 )
-def test_tls_that_cannot_work_refuses_to_start(
+def test_tls_that_cannot_work_refuses_to_start_naming_the_file(
     root_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    files: list[str],
+    files: dict[str, str | None],
     reason: str,
 ) -> None:
     argv = ["serve", "--workspace-root", str(root_dir)]
-    for option in files:
-        (tmp_path / option).write_text("not PEM")
-        argv += [option, str(tmp_path / option)]
+    for option, content in files.items():
+        path = tmp_path / option.strip("-")
+        if content is not None:
+            path.write_text(content)
+        argv += [option, str(path)]
+        reason = reason.replace("{" + option + "}", str(path))
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(reason)

@@ -1,14 +1,21 @@
 """Bearer-token authentication, as pure ASGI middleware: decided before any body is read.
 
 With a token file configured, every path needs ``Authorization: Bearer <token>`` except
-``OPEN_PATHS`` (health, readiness, the docs, the spec) and ``/metrics`` unless
-``metrics_auth``: deny by default, so a route added later is protected without thought.
+``OPEN_PATHS`` (health, readiness, the docs page, the spec), the docs page's assets and
+``/metrics`` unless ``metrics_auth``: deny by default, so a route added later is
+protected without thought.
 Without one, every path is open (the command line then serves only on loopback).
+
+The Kargo step plugin route (``KARGO_PATH``) is the exception when a Kargo token file is
+configured: it then takes that one token (the agent's, caller ``kargo-agent``) and
+nothing else, and answers 403 ``kargo_token_rejected`` otherwise, as Kargo's step plugin
+protocol asks; the token file of stepd's own callers does not apply to it.
 
 The caller is stored in the ASGI scope as ``scope["state"]["caller"]`` (``CALLER_KEY``),
 which routes read as ``request.state.caller`` or through ``caller_of(request)``: the token's
 name from the file, ``sha256:<12 hex>`` for an unnamed token, or ``ANONYMOUS`` on an open
-path or without authentication. It is never the token itself.
+path or without authentication. It is never the token itself. It is also noted in the
+request's record, so that the access line names it.
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import problem_response
+from app.api.routes.docs import ASSETS_URL, DOCS_URL
 from app.api.tokens import TokenFile
+from app.observability.record import note_caller
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", DOCS_URL, "/openapi.json"})
+# Swagger UI's script, stylesheet and icon: a browser fetches them without the token.
+OPEN_PREFIX = ASSETS_URL + "/"
 METRICS_PATH = "/metrics"
+KARGO_PATH = "/api/v1/step.execute"
 CALLER_KEY = "caller"
 ANONYMOUS = "anonymous"
 REALM = 'Bearer realm="stepd"'
@@ -41,9 +53,16 @@ def caller_in(scope: Scope) -> str:
 class AuthMiddleware:
     """Answers 401 ``unauthorized`` unless the request is open or carries a known token."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenFile | None, metrics_auth: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: TokenFile | None,
+        metrics_auth: bool,
+        kargo_tokens: TokenFile | None = None,
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.kargo_tokens = kargo_tokens
         self.open_paths = OPEN_PATHS if metrics_auth else OPEN_PATHS | {METRICS_PATH}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,7 +70,18 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         caller = ANONYMOUS
-        if self.tokens is not None and scope["path"] not in self.open_paths:
+        path: str = scope["path"]
+        if self.kargo_tokens is not None and path == KARGO_PATH:
+            token = _bearer_token(Headers(scope=scope))
+            matched = self.kargo_tokens.match(token) if token else None
+            if matched is None:
+                detail = "the bearer token is not the one in the Kargo token file"
+                await problem_response("kargo_token_rejected", detail)(scope, receive, send)
+                return
+            caller = matched
+        elif self.tokens is not None and not (
+            path in self.open_paths or path.startswith(OPEN_PREFIX)
+        ):
             token = _bearer_token(Headers(scope=scope))
             matched = self.tokens.match(token) if token else None
             if matched is None:
@@ -59,6 +89,7 @@ class AuthMiddleware:
                 return
             caller = matched
         scope.setdefault("state", {})[CALLER_KEY] = caller
+        note_caller(caller)
         await self.app(scope, receive, send)
 
 

@@ -62,6 +62,8 @@ CATALOG: dict[str, ProblemKind] = {
     "idempotency_key_in_flight": ProblemKind(409, "A request with this Idempotency-Key is running"),
     "not_ready": ProblemKind(503, "The service is not ready"),
     "unauthorized": ProblemKind(401, "A valid bearer token is required"),
+    "kargo_token_rejected": ProblemKind(403, "The bearer token is not the Kargo agent's"),
+    "invalid_step_request": ProblemKind(400, "The body is not a Kargo step.execute request"),
     "request_timeout": ProblemKind(408, "The request body did not arrive in time"),
     "payload_too_large": ProblemKind(413, "The request body is larger than allowed"),
     "unsupported_media_type": ProblemKind(415, "The request body must be JSON"),
@@ -94,7 +96,9 @@ class Problem(BaseModel):
     title: str = Field(description="Short summary of the problem kind.")
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong with this request.")
-    code: str = Field(description="Stable snake_case identifier; see the README for the list.")
+    code: str = Field(
+        description="Stable snake_case identifier; the list is in docs/API.md (Errors)."
+    )
 
 
 def problem_response(
@@ -136,6 +140,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "missing": ["out"],
     },
     "not_ready": {"detail": "workspace root is not writable"},
+    "invalid_step_request": {
+        "detail": "step: Field required",
+        "errors": [{"field": "step", "message": "Field required"}],
+    },
     "internal": {"detail": "an internal error occurred; it has been logged"},
 }
 
@@ -238,15 +246,18 @@ def _bad_workspace_name(error: Any) -> bool:
     )
 
 
-def validation_problem(errors: Sequence[Any]) -> JSONResponse:
+def validation_problem(errors: Sequence[Any], *, code: str | None = None) -> JSONResponse:
     """The problem naming each field that failed and why.
 
-    ``invalid_request``, except that a well-typed workspace name that is not one valid
-    segment is ``invalid_path``, like every other name that can never be in the root.
+    ``code`` when given; otherwise ``invalid_request``, except that a well-typed workspace
+    name that is not one valid segment is ``invalid_path``, like every other name that can
+    never be in the root.
     """
     items = [{"field": _error_field(e), "message": e.get("msg", "")} for e in errors]
     detail = "; ".join(f"{item['field']}: {item['message']}" for item in items)
-    code = "invalid_path" if errors and all(map(_bad_workspace_name, errors)) else "invalid_request"
+    if code is None:
+        bad_name = errors and all(map(_bad_workspace_name, errors))
+        code = "invalid_path" if bad_name else "invalid_request"
     return problem_response(code, detail or "invalid request", errors=items)
 
 

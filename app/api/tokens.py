@@ -6,6 +6,10 @@ of the token, stable and not secret. Tokens follow RFC 6750's ``b64token`` synta
 hold no ``:``. Several lines may share a name: that is how a token is rotated without
 the caller changing identity.
 
+A Kargo step plugin's token file is read the same way with another parser
+(``parse_agent_token``): its whole content, surrounding whitespace stripped, is the one
+token.
+
 Only SHA-256 digests of the tokens are kept. Nothing here ever logs a token: parse errors
 name the line number only.
 
@@ -23,16 +27,19 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import ConfigError
+from app.settings import ConfigError, knob
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RACY_SECONDS = 2
+# The caller a Kargo step plugin's token identifies.
+KARGO_AGENT = "kargo-agent"
 
 
 class TokenFileError(ConfigError):
@@ -69,21 +76,33 @@ def parse(text: str) -> tuple[Credential, ...]:
     return tuple(credentials)
 
 
+def parse_agent_token(text: str) -> tuple[Credential, ...]:
+    """The one credential of a Kargo step plugin's token file: its whole content, stripped
+    (the agent sends exactly that); none when the file is blank."""
+    token = text.strip()
+    return (Credential(digest(token), KARGO_AGENT),) if token else ()
+
+
 class TokenFile:
     """The tokens of ``path``, re-read when the file changes; see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
-        """Load ``path`` now; ``TokenFileError`` if it is unreadable, invalid or empty."""
+    def __init__(self, path: Path, parse: Callable[[str], tuple[Credential, ...]] = parse) -> None:
+        """Load ``path`` now, with ``parse``; ``TokenFileError`` if it is unreadable,
+        invalid or empty."""
         self.path = path
+        self._parse = parse
         self._signature: tuple[int, ...] | None = None
         self._problem: str | None = None
+        named = f"token file {str(path)!r} ({knob('auth_tokens_file')})"
         try:
             st = os.stat(path)
             self._credentials = parse(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            raise TokenFileError(f"cannot read token file {str(path)!r}: {_reason(exc)}") from None
+            raise TokenFileError(f"cannot read {named}: {_reason(exc)}") from None
+        except TokenFileError as exc:
+            raise TokenFileError(f"{named}: {exc}") from None
         if not self._credentials:
-            raise TokenFileError(f"token file {str(path)!r} holds no tokens")
+            raise TokenFileError(f"{named} holds no tokens")
         self._remember(st)
 
     def match(self, token: str) -> str | None:
@@ -113,7 +132,7 @@ class TokenFile:
         if _signature(st) == self._signature:
             return self._credentials
         try:
-            credentials = parse(self.path.read_text("utf-8"))
+            credentials = self._parse(self.path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, TokenFileError) as exc:
             self._warn(_reason(exc))
         else:

@@ -2,9 +2,10 @@
 
 For each HTTP request it settles the request id, answers it in ``X-Request-ID`` on every
 response (Starlette's own 500s included, as it sits outside them), counts and times the
-request in the metrics, and logs one line when the response is done. Pure ASGI rather
-than ``BaseHTTPMiddleware``: no extra task per request and streaming left alone. It
-never reads bodies, and logs no header but the request id.
+request in the metrics, and logs one line when the response is done, with the caller the
+authentication noted (a token's name, ``anonymous``, or null when refused). Pure ASGI
+rather than ``BaseHTTPMiddleware``: no extra task per request and streaming left alone.
+It never reads bodies, and logs no header but the request id.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class RequestObserver:
                         "status": status,
                         "duration_ms": round(seconds * 1000, 3),
                         "request_id": record.request_id,
+                        "caller": record.caller,
                         **record.outcome(),
                     },
                 )

@@ -21,9 +21,10 @@ _current: ContextVar[RequestRecord | None] = ContextVar("stepd_request_record", 
 
 @dataclass
 class RequestRecord:
-    """What one request did: the step it ran and the fate of each entry."""
+    """What one request did: who made it, the step it ran and the fate of each entry."""
 
     request_id: str
+    caller: str | None = None
     step: str | None = None
     workspace: str | None = None
     entries: Counter[str] = field(default_factory=Counter)
@@ -76,6 +77,13 @@ def recording(request_id: str) -> Iterator[RequestRecord]:
 def current_record() -> RequestRecord | None:
     """The record of the request being served here, if any."""
     return _current.get()
+
+
+def note_caller(caller: str) -> None:
+    """Note who made the current request: a token's name, never the token."""
+    record = _current.get()
+    if record is not None:
+        record.caller = caller
 
 
 def note_problem(code: str) -> None:

@@ -6,7 +6,9 @@ snake_case ``code``::
 
     StepError
     ├── TargetNotFound     strict mode, and an entry or pattern matched nothing
-    └── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
+    ├── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
+    └── InvalidConfig      a step run on its own (Kargo's doors) with a config that does not
+                           fit its kind, or a kind there is no step for
 """
 
 from __future__ import annotations
@@ -46,3 +48,17 @@ class AtomicUnsupported(StepError):
             "atomic batches cannot run here (nothing is deleted in place instead)"
         )
         self.path = path
+
+
+class InvalidConfig(StepError):
+    """A step's kind or config is not one stepd can run; nothing was run.
+
+    ``code`` is ``unknown_step``, ``invalid_request`` (the config does not fit the kind's
+    model), or the sandbox's own code when every error is a target refused before
+    anything runs (``path_outside_workspace``, ``invalid_path``...): ``refused``.
+    """
+
+    def __init__(self, code: str, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.refused = refused

@@ -109,10 +109,15 @@ class Staging:
     recovers what a killed process left; ``ready`` runs it once, before the first step.
     Until the area exists and is recovered, what needs it answers the filesystem's error
     (``ReadOnlyFilesystem``, ``NoSpace``...) and the next request tries again.
+
+    ``shared=False`` says that no other process or thread works in the root (the
+    ``stepd step`` command): plain batches then take no lock, so a root that never sees
+    an atomic batch is never given a staging area.
     """
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: Root, *, shared: bool = True) -> None:
         self.root = root
+        self.shared = shared
         self._mutex = threading.Lock()
         self._ready_mutex = threading.Lock()
         self._private: Root | None = None
@@ -212,6 +217,9 @@ class Staging:
         (read-only or full filesystem), no atomic batch can hold it either, so a plain
         batch runs without it.
         """
+        if not (self.shared or exclusive):
+            yield
+            return
         try:
             fd: int | None = self._idle_lock_fds.pop()
         except IndexError:

@@ -113,9 +113,17 @@ def test_without_a_token_file_the_caller_is_anonymous(root_dir: Path) -> None:
         assert client.get("/steps/whoami").json() == "anonymous"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/readyz", "/docs", "/docs/assets/swagger-ui-bundle.js", "/openapi.json"],
+)
 def test_health_docs_and_spec_stay_open(authed: TestClient, path: str) -> None:
     assert authed.get(path).status_code == 200
+
+
+def test_only_the_docs_assets_are_open_below_the_docs(authed: TestClient) -> None:
+    assert authed.get("/docs/assetsx").status_code == 401
+    assert authed.get("/docs/oauth2-redirect").status_code == 401
 
 
 def test_any_other_path_needs_a_token(authed: TestClient) -> None:

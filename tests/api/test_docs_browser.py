@@ -2,7 +2,8 @@
 
 Clusters are often air-gapped: the pages must work with assets served by stepd itself, so
 every request the browser makes must go to the server under test. Swagger UI must show
-every POST operation of the spec and run a delete step through "Try it out".
+every POST operation of the spec and run a delete step through "Try it out", also behind
+a reverse proxy that serves stepd under a path prefix, with bearer tokens on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.support.proxy import ReverseProxy
+from tests.support.server import serve
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -50,6 +54,7 @@ CHROMIUM_FLAGS = (
 # Schemes that reach the network; data:, blob: and the browser's own chrome:// pages do not.
 NETWORK_SCHEMES = {"http", "https", "ws", "wss", "ftp"}
 WAIT_SECONDS = 30
+TOKEN = "swagger-ui-token-3c9d"
 
 
 @pytest.fixture
@@ -108,7 +113,37 @@ def test_swagger_ui_runs_a_delete_offline(
     browser.get(f"{live_server}/docs")
     for path in post_paths:
         wait_for(browser, f".opblock-post .opblock-summary-path[data-path='{path}']")
+    try_out_delete(browser)
 
+    assert not (root_dir / "doomed.txt").exists()
+    assert_only_served_by(live_server, requested_urls(browser))
+
+
+def test_swagger_ui_runs_a_delete_behind_a_prefix_with_a_token(
+    browser: WebDriver, root_dir: Path, tmp_path: Path
+) -> None:
+    (root_dir / "doomed.txt").write_text("x")
+    (tmp_path / "tokens").write_text(f"browser:{TOKEN}\n")
+    args = ("--root-path", "/stepd", "--auth-tokens-file", str(tmp_path / "tokens"))
+    with serve(root_dir, *args) as server, ReverseProxy(server.base_url, prefix="/stepd") as proxy:
+        browser.get(f"{proxy.url}/docs")
+        wait_for(browser, ".btn.authorize").click()
+        wait_for(browser, ".modal-ux input").send_keys(TOKEN)
+        wait_for(browser, ".modal-ux .auth-btn-wrapper .btn.authorize").click()
+        wait_for(browser, ".modal-ux .btn-done").click()
+        try_out_delete(browser)
+        access = server.wait_for_line(lambda line: line.get("route") == "/steps/delete")
+
+    assert not (root_dir / "doomed.txt").exists()
+    assert access["caller"] == "browser"
+    urls = requested_urls(browser)
+    assert_only_served_by(proxy.url, urls)
+    network = [url for url in urls if urlsplit(url).scheme in NETWORK_SCHEMES]
+    assert all(urlsplit(url).path.startswith("/stepd/") for url in network), network
+
+
+def try_out_delete(browser: WebDriver) -> None:
+    """Delete ``doomed.txt`` through the delete operation's "Try it out"; expect 200."""
     operation = "#operations-steps-runDeleteStep"
     wait_for(browser, f"{operation} .opblock-summary-control").click()
     wait_for(browser, f"{operation} .try-out__btn").click()
@@ -122,5 +157,3 @@ def test_swagger_ui_runs_a_delete_offline(
     assert status.text.strip().startswith("200")
     shown = wait_for(browser, f"{operation} .live-responses-table .response-col_description pre")
     assert json.loads(shown.text)["deleted"] == ["doomed.txt"]
-    assert not (root_dir / "doomed.txt").exists()
-    assert_only_served_by(live_server, requested_urls(browser))

@@ -3,6 +3,7 @@ same format, ``X-Request-ID`` taken, made and echoed, and nothing secret written
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app import __version__
 from app.main import create_app
 from app.settings import Settings
 from tests.support.server import Server, serve
@@ -46,10 +48,23 @@ def test_every_line_is_one_json_object(server: Server, http: httpx.Client) -> No
 
 
 def test_uvicorn_logs_through_the_same_formatter(server: Server) -> None:
-    started = server.wait_for_line(lambda line: "Uvicorn running" in line.get("message", ""))
+    started = server.wait_for_line(lambda line: "startup complete" in line.get("message", ""))
     assert started["logger"] == "uvicorn.error"
     assert started["level"] == "info"
     assert "color_message" not in started
+
+
+def test_one_start_up_line_says_what_is_in_force(server: Server, server_root: Path) -> None:
+    [line] = [line for line in server.lines if line.get("message", "").startswith("stepd ")]
+    assert line["message"] == f"stepd {__version__} serving {server.base_url}"
+    assert line["version"] == __version__
+    assert line["url"] == server.base_url
+    assert line["root"] == str(server_root.resolve())
+    assert line["auth"] == "none (loopback only)"
+    assert line["tls"] == "off"
+    assert line["purge"] == "background"
+    state = server_root.resolve() / ".stepd" / "state" / "idempotency.sqlite3"
+    assert line["store"] == f"sqlite {state}"
 
 
 def test_one_line_per_request_with_its_outcome(
@@ -74,6 +89,7 @@ def test_one_line_per_request_with_its_outcome(
     assert line["step"] == "delete"
     assert line["workspace"] == "ws1"
     assert (line["deleted"], line["absent"], line["failed"]) == (1, 1, 0)
+    assert line["caller"] == "anonymous"
     assert "problem" not in line
 
 
@@ -191,3 +207,22 @@ def test_unexpected_error_is_logged_as_500_with_request_id(
     assert record.__dict__["status"] == 500
     assert record.__dict__["problem"] == "internal"
     assert record.__dict__["request_id"] == "bug-1"
+
+
+def test_access_lines_name_the_caller_never_the_token(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("kargo-demo:named-token-4b1e-1a2b\nbare-token-77c0-1a2b\n")
+    with serve(tmp_path, "--auth-tokens-file", str(tokens)) as running:
+        calls = [("named", "named-token-4b1e"), ("bare", "bare-token-77c0"), ("refused", "wrong")]
+        for request_id, token in calls:
+            headers = {"Authorization": f"Bearer {token}-1a2b", "X-Request-ID": request_id}
+            httpx.post(running.url("/steps/delete"), json={"path": "x"}, headers=headers)
+        [named] = running.access_lines("named")
+        [bare] = running.access_lines("bare")
+        [wrong] = running.access_lines("refused")
+        written = running.output()
+    assert (named["status"], named["caller"]) == (200, "kargo-demo")
+    digest = hashlib.sha256(b"bare-token-77c0-1a2b").hexdigest()[:12]
+    assert (bare["status"], bare["caller"]) == (200, f"sha256:{digest}")
+    assert (wrong["status"], wrong["caller"]) == (401, None)
+    assert "-1a2b" not in written

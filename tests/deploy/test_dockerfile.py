@@ -1,4 +1,5 @@
-"""The Dockerfile: hadolint-clean, and its exact command and health check work.
+"""The Dockerfile: hadolint-clean, and its exact command and health check work, with
+TLS off and on.
 
 No Docker engine runs here, so the image's final stage is read with BuildKit's own
 parser and its ``CMD`` and ``HEALTHCHECK`` are run as they are written, with the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import dockerfile
 import httpx
 import pytest
+import trustme
 
 from tests.deploy.image import DOCKERFILE, Image, expand, json_list, read_image
 from tests.support.server import free_port, running
@@ -93,10 +96,9 @@ def test_command_is_stepd_serve_configured_by_environment(image: Image) -> None:
     assert image.env["STEPD_AUTH_TOKENS_FILE"].startswith("/run/secrets/")
 
 
-def test_health_check_needs_only_the_interpreter(image: Image) -> None:
+def test_health_check_is_stepd_healthcheck_with_the_images_settings(image: Image) -> None:
     assert image.healthcheck is not None
-    assert image.healthcheck.argv[:2] == ("python", "-c")
-    assert "/healthz" in image.healthcheck.argv[2]
+    assert image.healthcheck.argv == ("stepd", "healthcheck")
 
 
 def _local_environment(image: Image, workspace: Path, tokens: Path, port: int) -> dict[str, str]:
@@ -127,7 +129,10 @@ def _health_check(image: Image, environment: dict[str, str]) -> int:
     return result.returncode
 
 
-def test_image_command_serves_and_health_check_tracks_it(image: Image, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_image_command_serves_and_health_check_tracks_it(
+    image: Image, tmp_path: Path, ca: trustme.CA, tls: bool
+) -> None:
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / "stale.txt").write_text("x")
@@ -135,14 +140,26 @@ def test_image_command_serves_and_health_check_tracks_it(image: Image, tmp_path:
     tokens.write_text(f"{TOKEN}\n")
     port = free_port()
     environment = _local_environment(image, workspace, tokens, port)
+    verify: ssl.SSLContext | bool = False
+    if tls:
+        # What the TLS component mounts: a certificate for the service's name, not for
+        # the loopback address the check connects to.
+        cert = ca.issue_cert("stepd.stepd.svc.cluster.local")
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "tls.crt"))
+        cert.private_key_pem.write_to_path(str(tmp_path / "tls.key"))
+        environment["STEPD_TLS_CERT_FILE"] = str(tmp_path / "tls.crt")
+        environment["STEPD_TLS_KEY_FILE"] = str(tmp_path / "tls.key")
+        verify = ssl.create_default_context()
+        verify.check_hostname = False
+        ca.configure_trust(verify)
 
     with running(image.start_argv, env=environment) as server:
-        base_url = server.base_url
         assert _health_check(image, environment) == 0
         response = httpx.post(
-            f"{base_url}/steps/delete",
+            server.url("/steps/delete", "https" if tls else "http"),
             json={"path": "stale.txt"},
             headers={"Authorization": f"Bearer {TOKEN}"},
+            verify=verify,
         )
         assert response.status_code == 200, response.text
         assert response.json()["deleted"] == ["stale.txt"]

@@ -1,19 +1,31 @@
 """deploy/: valid Kubernetes objects (kubernetes-validate's bundled schemas, strict
-mode) for every Kubernetes minor from 1.30 on, and wired to each other and to the image.
+mode) for every Kubernetes minor from 1.30 on, and wired to each other and to the image;
+rendered by kustomize (kubectl's own) with an overlay pinning the image and with the TLS
+component; and deploy/tokens.sh, which makes both Secrets of one token.
 """
 
 from __future__ import annotations
 
+import base64
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
+import trustme
 import yaml
 from fastapi.testclient import TestClient
 from kubernetes_validate.utils import all_versions
 
+from app import __version__
+from app.api.tokens import TokenFile
 from tests.deploy.image import REPO, read_image
+from tests.support.server import serve
 
 DEPLOY = REPO / "deploy"
 OLDEST_SUPPORTED = (1, 30)
@@ -135,3 +147,147 @@ def test_service_reaches_the_container_port(container: dict[str, Any]) -> None:
 def test_committed_secret_holds_only_the_placeholder() -> None:
     tokens = OBJECTS["Secret/stepd-tokens"]["stringData"]["tokens"]
     assert tokens.split() == [PLACEHOLDER_TOKEN]
+
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None, reason="needs kubectl (its built-in kustomize renders deploy/ offline)"
+)
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def render(overlay: Path, **kustomization: Any) -> list[dict[str, Any]]:
+    """``kubectl kustomize`` of an overlay in ``overlay`` with ``kustomization``'s fields;
+    a path given as ``DEPLOY/...`` is made relative, as kustomize requires."""
+    overlay.mkdir(parents=True, exist_ok=True)
+
+    def relative(value: Any) -> Any:
+        if isinstance(value, Path):
+            return os.path.relpath(value, overlay)
+        if isinstance(value, list):
+            return [relative(item) for item in value]
+        return value
+
+    document = {key: relative(value) for key, value in kustomization.items()}
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(document))
+    assert KUBECTL is not None
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return list(yaml.safe_load_all(result.stdout))
+
+
+def deployment_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    return deployment
+
+
+@needs_kubectl
+def test_the_kustomization_names_the_image_of_this_version(tmp_path: Path) -> None:
+    objects = render(tmp_path / "plain", resources=[DEPLOY])
+    (container,) = deployment_of(objects)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"stepd:{__version__}"
+    for document in objects:
+        kubernetes_validate.validate(document, VERSIONS[-1], strict=True)
+
+
+@needs_kubectl
+def test_an_overlay_pins_the_image_by_digest(tmp_path: Path) -> None:
+    image = {"name": "stepd", "newName": "registry.example.com/platform/stepd", "digest": DIGEST}
+    objects = render(tmp_path / "pinned", resources=[DEPLOY], images=[image])
+    (container,) = deployment_of(objects)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"registry.example.com/platform/stepd@{DIGEST}"
+
+
+@needs_kubectl
+def test_the_tls_component_serves_https_and_probes_it(tmp_path: Path, ca: trustme.CA) -> None:
+    objects = render(tmp_path / "tls", resources=[DEPLOY], components=[DEPLOY / "tls"])
+    for document in objects:
+        kubernetes_validate.validate(document, VERSIONS[-1], strict=True)
+    pod = deployment_of(objects)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    probes = [container[p]["httpGet"] for p in ("startupProbe", "livenessProbe", "readinessProbe")]
+    assert {probe["scheme"] for probe in probes} == {"HTTPS"}
+    assert [probe["path"] for probe in probes] == ["/healthz", "/healthz", "/readyz"]
+
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "stepd-tls"
+    assert env["STEPD_TLS_CERT_FILE"] == f"{mounts['tls']}/tls.crt"
+    assert env["STEPD_TLS_KEY_FILE"] == f"{mounts['tls']}/tls.key"
+    assert {"workspace", "tokens", "tmp"} <= mounts.keys()
+
+    # The keys of a kubernetes.io/tls Secret, at those paths: stepd serves HTTPS and the
+    # probes' paths answer there, as the kubelet would ask (without verifying).
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    cert = ca.issue_cert("stepd.stepd.svc.cluster.local")
+    cert.cert_chain_pems[0].write_to_path(str(secret / "tls.crt"))
+    cert.private_key_pem.write_to_path(str(secret / "tls.key"))
+    args = ["--tls-cert-file", str(secret / "tls.crt"), "--tls-key-file", str(secret / "tls.key")]
+    root = tmp_path / "root"
+    root.mkdir()
+    with serve(root, *args) as server:
+        for probe in probes:
+            url = server.url(probe["path"], probe["scheme"].lower())
+            assert httpx.get(url, verify=False).status_code == 200
+
+
+TOKENS_SH = DEPLOY / "tokens.sh"
+
+
+def run_tokens_sh(*args: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [str(TOKENS_SH), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return list(yaml.safe_load_all(result.stdout))
+
+
+def secret_value(secret: dict[str, Any], key: str) -> str:
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+@needs_kubectl
+def test_one_generated_token_makes_both_secrets(tmp_path: Path) -> None:
+    stepd_tokens, kargo_token = run_tokens_sh("kargo-demo")
+    for secret in (stepd_tokens, kargo_token):
+        secret["metadata"].pop("creationTimestamp")
+        kubernetes_validate.validate(secret, VERSIONS[-1], strict=True)
+
+    pod = OBJECTS["Deployment/stepd"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert stepd_tokens["metadata"]["name"] == volumes["tokens"]["secret"]["secretName"]
+    assert stepd_tokens["metadata"]["namespace"] == "stepd"
+    assert (kargo_token["metadata"]["name"], kargo_token["metadata"]["namespace"]) == (
+        "stepd-token",
+        "kargo-demo",
+    )
+    assert set(stepd_tokens["data"]) == set(OBJECTS["Secret/stepd-tokens"]["stringData"])
+
+    token = secret_value(kargo_token, "token")
+    assert re.fullmatch(r"[0-9a-f]{64}", token)
+    (tmp_path / "tokens").write_text(secret_value(stepd_tokens, "tokens"))
+    assert TokenFile(tmp_path / "tokens").match(token) == "kargo-demo"
+
+
+@needs_kubectl
+def test_a_second_project_keeps_the_tokens_there_were(tmp_path: Path) -> None:
+    first, first_token = run_tokens_sh("team-a")
+    (tmp_path / "current").write_text(secret_value(first, "tokens"))
+    second, second_token = run_tokens_sh("team-b", str(tmp_path / "current"))
+    (tmp_path / "tokens").write_text(secret_value(second, "tokens"))
+    tokens = TokenFile(tmp_path / "tokens")
+    assert tokens.match(secret_value(first_token, "token")) == "team-a"
+    assert tokens.match(secret_value(second_token, "token")) == "team-b"
+    assert secret_value(first_token, "token") != secret_value(second_token, "token")
+
+
+def test_tokens_sh_refuses_a_name_stepd_cannot_log() -> None:
+    result = subprocess.run(
+        [str(TOKENS_SH), "team b"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""

@@ -4,8 +4,8 @@
   following its ``pkg/expressions/json_templates.go``: each expression's result is
   written into the string, then a whole value that reads as a quoted string, a number,
   a boolean or JSON becomes that.
-- ``http_outcome``: the ``http`` step's documented rules for ``successExpression``,
-  ``failureExpression`` and ``outputs``.
+- ``http_outcome``: the ``http`` step's rules (``http_requester.go``) for
+  ``successExpression``, ``failureExpression``, ``errorExpression`` and ``outputs``.
 
 Expressions are evaluated by expr-lang itself (its Go implementation, through the
 ``golem`` binding). Kargo's own functions that the task uses, ``secret()`` and
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
@@ -53,17 +53,23 @@ def evaluate_expression(expression: str, env: Mapping[str, Any]) -> Any:
     return _evaluate_expr_lang(expression, bindings)
 
 
-def evaluate_template(template: str, env: Mapping[str, Any]) -> Any:
-    """A config string with zero or more delimited expressions, typed as Kargo types it."""
-    if not any(start in template for start, _ in DELIMITERS):
-        return template
+def render_string(template: str, env: Mapping[str, Any]) -> str:
+    """A string with zero or more delimited expressions, each replaced by its value
+    (strings as they are, anything else as JSON), and kept a string."""
     parts: list[str] = []
     rest = template
     while (found := _next_expression(rest)) is not None:
         before, expression, rest = found
         value = evaluate_expression(expression, env)
         parts += [before, value if isinstance(value, str) else go_json(value)]
-    result = "".join([*parts, rest])
+    return "".join([*parts, rest])
+
+
+def evaluate_template(template: str, env: Mapping[str, Any]) -> Any:
+    """A config string with zero or more delimited expressions, typed as Kargo types it."""
+    if not any(start in template for start, _ in DELIMITERS):
+        return template
+    result = render_string(template, env)
     newline = "\n" if result.endswith("\n") else ""
     result = result.removesuffix("\n")
     if len(result) > 1 and result.startswith('"') and result.endswith('"'):
@@ -90,42 +96,72 @@ def evaluate_config(config: Any, env: Mapping[str, Any]) -> Any:
 
 
 @dataclass
-class HttpOutcome:
-    """What the ``http`` step makes of a response."""
+class Answer:
+    """A step's result as Kargo's orchestrator reads it: a status, what the step said,
+    its output, when to ask again, and an error (``terminal`` ones are never retried).
+    A plugin's JSON answer has exactly these fields; a built-in step returns them."""
 
-    status: str  # Succeeded, Failed (terminal), Running or Errored (both retried)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
+    status: str
+    message: str = ""
+    output: dict[str, Any] | None = None
+    retry_after: float | None = None
+    error: str = ""
+    terminal: bool = False
 
 
-def http_outcome(config: Mapping[str, Any], response: Mapping[str, Any]) -> HttpOutcome:
-    """The step's result for ``response`` (``{"status", "headers", "body"}``)."""
+def http_outcome(config: Mapping[str, Any], response: Mapping[str, Any]) -> Answer:
+    """The ``http`` step's result for ``response`` (``{"status", "headers", "body"}``),
+    as ``http_requester.go`` decides it:
+
+    - ``failureExpression`` true: ``Failed``, a terminal error ("HTTP (<status>) response
+      met failure criteria", with ``errorExpression``'s string, quoted, after it);
+    - else ``successExpression`` true: ``Succeeded``, with the ``outputs``;
+    - neither expression given: 2xx succeeds, anything else is ``Failed`` without an
+      error, which Kargo asks again (until the step's timeout);
+    - otherwise ``Running``: the same request is sent again later.
+    """
     env = {"response": response}
-    success = config.get("successExpression")
-    failure = config.get("failureExpression")
-    if failure and _is_true(failure, env):
-        message = None
-        if config.get("errorExpression"):
-            extracted = evaluate_expression(config["errorExpression"], env)
-            message = extracted if isinstance(extracted, str) and extracted else None
-        return HttpOutcome("Failed", message=message)
-    if success and not _is_true(success, env):
-        return HttpOutcome("Running")
-    if not success and failure:
-        return HttpOutcome("Running")
-    if not success and not 200 <= response["status"] < 300:
-        return HttpOutcome("Errored")
-    outputs = {
-        rule["name"]: evaluate_expression(rule["fromExpression"], env)
-        for rule in config.get("outputs", [])
-    }
-    return HttpOutcome("Succeeded", outputs=outputs)
+    success = _criterion(config.get("successExpression"), env)
+    failure = _criterion(config.get("failureExpression"), env)
+    if failure:
+        error = f"HTTP ({response['status']}) response met failure criteria"
+        if detail := _error_detail(config.get("errorExpression"), env):
+            error += f": {json.dumps(detail, ensure_ascii=False)}"
+        return Answer("Failed", error=error, terminal=True)
+    if success or (success is None and failure is None and 200 <= response["status"] < 300):
+        outputs = {
+            rule["name"]: evaluate_expression(rule["fromExpression"], env)
+            for rule in config.get("outputs", [])
+        }
+        return Answer("Succeeded", output=outputs)
+    if success is None and failure is None:
+        return Answer("Failed")
+    return Answer("Running")
 
 
-def _is_true(expression: str, env: Mapping[str, Any]) -> bool:
+def http_transport_error(error: Exception) -> Answer:
+    """The ``http`` step's result when no answer came (refused, reset, timed out): an
+    error that counts towards the step's error threshold."""
+    return Answer("Errored", error=f"error sending HTTP request: {error}")
+
+
+def _criterion(expression: str | None, env: Mapping[str, Any]) -> bool | None:
+    if not expression:
+        return None
     result = evaluate_expression(expression, env)
     assert isinstance(result, bool), f"{expression!r} gave {result!r}, not a boolean"
     return result
+
+
+def _error_detail(expression: str | None, env: Mapping[str, Any]) -> str | None:
+    """``errorExpression``'s string; None when unset, empty, not a string, or failing."""
+    if not expression:
+        return None
+    try:
+        detail = evaluate_expression(expression, env)
+    except golem.EvalError:
+        return None
+    return detail if isinstance(detail, str) and detail else None
 
 
 def _evaluate_expr_lang(expression: str, env: Mapping[str, Any]) -> Any:

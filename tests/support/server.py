@@ -29,7 +29,8 @@ import httpx
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 
-_LISTENING = re.compile(r"Uvicorn running on (https?)://(\S+):(\d+)")
+# stepd's start-up line, logged once it serves (``app.cli.startup_line``).
+_LISTENING = re.compile(r"stepd \S+ serving (https?)://(\S+):(\d+)")
 
 Line = dict[str, Any]
 

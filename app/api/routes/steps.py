@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
@@ -30,11 +29,11 @@ from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.observability.record import RequestRecord
 from app.sandbox.errors import SandboxError
 from app.sandbox.glob import Budget
-from app.steps.batch import BatchResult as BatchRun
 from app.steps.batch import StepResult, run_batch
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import TargetNotFound
 from app.steps.registry import DELETE
+from app.steps.single import outputs
 
 router = APIRouter(prefix="/steps", tags=["steps"])
 
@@ -44,7 +43,7 @@ DELETE_EXAMPLES: dict[str, Any] = {
         "value": {"apiVersion": "v1", "path": "out"},
     },
     "v1-globs-strict": {
-        "summary": "v1: delete glob matches, failing if a pattern matches nothing",
+        "summary": "v1: strict glob delete; 404 until each pattern matches a file",
         "value": {
             "apiVersion": "v1",
             "workspace": "promo-42",
@@ -91,7 +90,6 @@ BATCH_EXAMPLES: dict[str, Any] = {
             "steps": [
                 {"uses": "delete", "as": "clean-out", "config": {"path": "out"}},
                 {"uses": "delete", "config": {"paths": ["tmp/**"], "pathsAreGlobs": True}},
-                {"uses": "delete", "as": "old", "config": {"path": "old.yaml", "strict": True}},
             ],
         },
     },
@@ -223,7 +221,7 @@ def run_delete_step(
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
     result = run_batch(root, purger, batch, Budget(settings.max_glob_entries))
-    _observe(record, spec.workspace, result)
+    observe(record, spec.workspace, result.steps)
     if result.failed is not None:
         assert result.failed.error is not None
         raise result.failed.error
@@ -257,7 +255,7 @@ def run_batch_steps(
         message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
     result = run_batch(root, purger, spec, Budget(settings.max_glob_entries))
-    _observe(record, spec.workspace, result)
+    observe(record, spec.workspace, result.steps)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
         return _json(batch_result(spec.api_version, steps), exclude_none=True)
@@ -279,19 +277,21 @@ def _json(result: BaseModel, *, exclude_none: bool = False) -> Response:
 
 def _step_result(result: StepResult) -> BatchStepResult:
     """The response form of one step's result."""
-    output = result.output
-    outputs = asdict(output) if is_dataclass(output) and not isinstance(output, type) else {}
     error = None
     if result.error is not None:
         error = StepFailure(code=error_code(result.error), detail=error_detail(result.error))
     return BatchStepResult(
-        alias=result.alias, uses=result.uses, status=result.status, error=error, **outputs
+        alias=result.alias,
+        uses=result.uses,
+        status=result.status,
+        error=error,
+        **outputs(result.output),
     )
 
 
-def _observe(record: RequestRecord, workspace: str | None, result: BatchRun) -> None:
+def observe(record: RequestRecord, workspace: str | None, steps: list[StepResult]) -> None:
     """Tell the request's record (its log line and metrics) the fate of every entry."""
-    for step in result.steps:
+    for step in steps:
         record.start_step(step.uses, workspace)
         if isinstance(step.output, DeleteOutcome):
             for path in step.output.deleted:
