@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from app.models import internal, v1
 from app.sandbox import Root
 from app.sandbox.errors import SandboxError
+from app.sandbox.glob import Budget
 from app.steps.batch import StepResult, run_batch, status_of
 from app.steps.errors import InvalidConfig, StepError
 from app.steps.purger import Purger
@@ -49,9 +50,16 @@ def parse_config(kind: StepKind, config: Any) -> Any:
 
 
 def run_alone(
-    root: Root, purger: Purger, kind: StepKind, config: Any, workspace: str | None, alias: str
+    root: Root,
+    purger: Purger,
+    kind: StepKind,
+    config: Any,
+    workspace: str | None,
+    alias: str,
+    budget: Budget | None = None,
 ) -> StepResult:
-    """Run one step of ``kind`` (``config`` from ``parse_config``) in ``workspace``.
+    """Run one step of ``kind`` (``config`` from ``parse_config``) in ``workspace``, its
+    glob walks within ``budget`` (None: unbounded).
 
     Never raises for what a step can meet: a failure to even start (a staging area left
     unrecovered) is the step's result too.
@@ -59,7 +67,7 @@ def run_alone(
     step = internal.BatchStep(alias=alias, uses=kind.uses, config=config)
     request = internal.BatchRequest(API_VERSION, workspace, atomic=False, steps=(step,))
     try:
-        return run_batch(root, purger, request).steps[0]
+        return run_batch(root, purger, request, budget).steps[0]
     except (SandboxError, StepError) as exc:
         return StepResult(alias, kind.uses, status_of(exc), error=exc)
 

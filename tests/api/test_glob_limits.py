@@ -64,3 +64,20 @@ def test_the_steps_of_a_batch_share_it(narrow: TestClient, tree: Path) -> None:
     assert body["rolledBack"] is True
     assert [step["status"] for step in body["steps"]] == ["Succeeded", "Failed", "Skipped"]
     assert len(list((tree / "b" / "sub").iterdir())) == 199
+
+
+def test_the_kargo_step_plugin_route_has_it_too(tree: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        workspace_root=tree, max_glob_entries=LIMIT, state_dir=tmp_path / "state", purge="inline"
+    )
+    config = {"paths": ["**/*.yaml", "**/*.yml"], "pathsAreGlobs": True}
+    body = {
+        "context": {"workDir": str(tree / "a")},
+        "step": {"kind": "stepd-delete", "config": config},
+    }
+    before = snapshot(tree / "a")
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/api/v1/step.execute", json=body).json()
+    assert answer["status"] == "Failed", answer
+    assert answer["message"].startswith("glob_too_broad:")
+    assert snapshot(tree / "a") == before
