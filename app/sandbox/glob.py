@@ -29,14 +29,14 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 from app.sandbox.errors import GlobTooBroad, InvalidPath, InvalidPattern, OutsideRoot
 from app.sandbox.errors import from_os_error as _from_os_error
 from app.sandbox.fd import DirOpener, DirStack, IsSymlink, Level, Missing, identity, lstat_at
-from app.sandbox.paths import Parts, check_length, join, segments
+from app.sandbox.paths import Parts, check_length, fold, join, segments
 from app.sandbox.reserved import ReservedNames
 
 MAX_ALTERNATIVES = 256
@@ -375,19 +375,7 @@ def _normalised(pattern: str) -> str:
     segments are those outside braces, which hold slashes of their own."""
     if pattern.startswith("/"):
         raise InvalidPath("path must be relative to the workspace, not absolute", path=pattern)
-    kept: list[str] = []
-    for segment in _top_level_segments(pattern):
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if not kept:
-                raise OutsideRoot("path climbs out of the workspace", path=pattern)
-            kept.pop()
-        else:
-            kept.append(segment)
-    if not kept:
-        raise InvalidPath("path names the workspace root itself, which cannot be deleted", pattern)
-    return "/".join(kept)
+    return join(fold(_top_level_segments(pattern), pattern))
 
 
 def _alternative(alternative: str, pattern: str) -> list[Segment] | None:
@@ -523,62 +511,50 @@ def _expand_braces(pattern: str, limit: int) -> list[str]:
     return done
 
 
-def _skip(text: str, i: int) -> int:
-    """The index after an escape or a ``[...]`` class starting at ``text[i]``, or ``i``."""
-    if text[i] == "\\":
-        return i + 2
-    if text[i] == "[":
-        close = text.find("]", i + 2 if text[i + 1 : i + 2] in ("!", "^") else i + 1)
-        return len(text) if close < 0 else close + 1
-    return i
+def _structure(text: str) -> Iterator[tuple[int, str, int]]:
+    """Each ``{``, ``}``, ``,`` and ``/`` of ``text`` outside escapes and ``[...]``
+    classes: its index, itself, and the brace depth inside it (after a ``{``, before a
+    ``}``). A ``}`` closing nothing is a literal and is left out."""
+    depth = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            close = text.find("]", i + 2 if text[i + 1 : i + 2] in ("!", "^") else i + 1)
+            i = len(text) if close < 0 else close + 1
+            continue
+        if char == "{":
+            depth += 1
+            yield i, char, depth
+        elif char == "}" and depth > 0:
+            yield i, char, depth
+            depth -= 1
+        elif char in ",/":
+            yield i, char, depth
+        i += 1
 
 
 def _top_level_segments(pattern: str) -> list[str]:
     """``pattern`` split at the slashes outside braces (and classes and escapes)."""
-    pieces: list[str] = []
-    depth = 0
-    start = i = 0
-    while i < len(pattern):
-        after = _skip(pattern, i)
-        if after != i:
-            i = after
-            continue
-        char = pattern[i]
-        if char == "{":
-            depth += 1
-        elif char == "}" and depth > 0:
-            depth -= 1
-        elif char == "/" and depth == 0:
-            pieces.append(pattern[start:i])
-            start = i + 1
-        i += 1
-    pieces.append(pattern[start:])
-    return pieces
+    cuts = [i for i, char, depth in _structure(pattern) if char == "/" and depth == 0]
+    bounds = [-1, *cuts, len(pattern)]
+    return [pattern[bounds[k] + 1 : bounds[k + 1]] for k in range(len(bounds) - 1)]
 
 
 def _first_brace(text: str, pattern: str) -> tuple[int, int, list[int]] | None:
     """Locate the first top-level ``{``, its matching ``}`` and the top-level commas."""
-    depth = 0
     open_at = -1
     commas: list[int] = []
-    i = 0
-    while i < len(text):
-        after = _skip(text, i)
-        if after != i:
-            i = after
-            continue
-        char = text[i]
-        if char == "{":
-            if depth == 0:
-                open_at = i
-            depth += 1
-        elif char == "}" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                return open_at, i, commas
+    for i, char, depth in _structure(text):
+        if char == "{" and depth == 1:
+            open_at = i
+        elif char == "}" and depth == 1:
+            return open_at, i, commas
         elif char == "," and depth == 1:
             commas.append(i)
-        i += 1
-    if depth > 0:
+    if open_at >= 0:
         raise InvalidPattern(f"pattern {pattern!r} has an unclosed '{{'", pattern)
     return None

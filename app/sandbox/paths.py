@@ -15,6 +15,7 @@ is a lone surrogate U+DC80..U+DCFF, which ``os.fsencode`` turns back into that b
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 
 from app.sandbox.errors import InvalidPath, NameTooLong, OutsideRoot, PathTooLong, TooManySegments
 
@@ -47,9 +48,16 @@ def split(path: str, *, limited: bool = True) -> Parts:
     the limits above. Paths the sandbox found itself (glob matches in a deep tree) are
     split with ``limited=False``: the limits bound what callers send, not what exists.
     """
+    return fold(segments(path, limited=limited), path)
+
+
+def fold(found: Iterable[str], path: str) -> Parts:
+    """``found`` segments of ``path`` with the empty ones and ``.`` dropped and each
+    ``..`` taking away the one before; ``OutsideRoot`` when one climbs above the root,
+    ``InvalidPath`` when nothing is left."""
     parts: list[str] = []
-    for segment in segments(path, limited=limited):
-        if segment == ".":
+    for segment in found:
+        if segment in ("", "."):
             continue
         if segment == "..":
             if not parts:

@@ -44,6 +44,7 @@ from app.sandbox.fd import (
     lstat_at,
 )
 from app.sandbox.glob import Budget
+from app.sandbox.names import printable
 from app.sandbox.openat2 import openat2, probe
 from app.sandbox.paths import Parts, join, split
 from app.sandbox.remove import Pace, no_pace, remove_tree
@@ -323,7 +324,7 @@ class Root:
     ) -> None:
         """``InvalidPath`` when ``leaf`` (``st``: its lstat) is a reserved directory."""
         if not real_parent and self._reserved.holds(leaf, st):
-            raise InvalidPath(f"{leaf!r} is reserved", path=path)
+            raise InvalidPath(f"'{printable(leaf)}' is reserved", path=path)
 
     def _remove_leaf(
         self, parent_fd: int, leaf: str, real_parent: Parts, path: str, pace: Pace

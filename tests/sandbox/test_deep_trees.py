@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from app.sandbox import EntryKind, Root
 from app.sandbox.fd import OPEN_LEVELS
 from app.steps.workspace import RESERVED
 from tests.support.snapshot import snapshot
-from tests.support.trees import BranchingTree, branching_tree
+from tests.support.trees import BranchingTree, branching_tree, chain
 
 DEPTHS = [1, OPEN_LEVELS - 1, OPEN_LEVELS, OPEN_LEVELS + 1, 200, 5000]
 MODES = [True, False]
@@ -57,12 +57,21 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.parametrize("use_openat2", MODES, ids=["openat2", "walk"])
-def test_globstar_finds_the_leaves_below_every_fork(
-    shared: tuple[Path, BranchingTree], use_openat2: bool
-) -> None:
+@pytest.fixture(params=MODES, ids=["openat2", "walk"])
+def shared_root(
+    request: pytest.FixtureRequest, shared: tuple[Path, BranchingTree]
+) -> Iterator[tuple[Root, BranchingTree]]:
+    """The shared tree's root, in each resolution mode."""
     base, tree = shared
-    with Root.open(base, reserved=RESERVED, use_openat2=use_openat2) as root, few_descriptors():
+    with Root.open(base, reserved=RESERVED, use_openat2=request.param) as root:
+        yield root, tree
+
+
+def test_globstar_finds_the_leaves_below_every_fork(
+    shared_root: tuple[Root, BranchingTree],
+) -> None:
+    root, tree = shared_root
+    with few_descriptors():
         assert root.glob("**/leaf") == tree.leaves
         assert root.glob(f"{tree.top}/**/b?") == [
             leaf.removesuffix("/leaf") for leaf in tree.leaves
@@ -70,12 +79,11 @@ def test_globstar_finds_the_leaves_below_every_fork(
         assert len(root.glob("**/s/f")) == tree.depth
 
 
-@pytest.mark.parametrize("use_openat2", MODES, ids=["openat2", "walk"])
 def test_a_path_through_a_symlink_climbing_back_resolves(
-    shared: tuple[Path, BranchingTree], use_openat2: bool
+    shared_root: tuple[Root, BranchingTree],
 ) -> None:
-    base, tree = shared
-    with Root.open(base, reserved=RESERVED, use_openat2=use_openat2) as root, few_descriptors():
+    root, tree = shared_root
+    with few_descriptors():
         for path, real_path in tree.through_links.items():
             entry = root.lookup(path, limited=False)
             assert entry is not None
@@ -126,29 +134,12 @@ def test_any_forking_shape_is_globbed_and_removed_whole(
     use_openat2: bool,
 ) -> None:
     base = tmp_path_factory.mktemp("shape")
-    leaves = [_chain(base, ["t", *["c"] * (depth - 1)], "leaf")]
+    leaves = [chain(base, ["t", *["c"] * (depth - 1)], "leaf")]
     for n, (level, length) in enumerate(branches):
         at = ["t", *["c"] * min(level, depth - 1)]
-        leaves.append(_chain(base, [*at, *[f"x{n}"] * length], "leaf"))
+        leaves.append(chain(base, [*at, *[f"x{n}"] * length], "leaf"))
     expected = sorted(set(leaves), key=lambda path: tuple(path.split("/")))
     with Root.open(base, reserved=RESERVED, use_openat2=use_openat2) as root:
         assert root.glob("**/leaf") == expected
         assert root.remove("t") is True
     assert os.listdir(base) == []
-
-
-def _chain(base: Path, names: list[str], leaf: str) -> str:
-    """Make the directories ``names`` under ``base`` (existing ones kept) and ``leaf`` in
-    the last; return the leaf's path."""
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names:
-            with suppress(FileExistsError):
-                os.mkdir(name, dir_fd=fd)
-            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-        os.close(os.open(leaf, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    finally:
-        os.close(fd)
-    return "/".join([*names, leaf])

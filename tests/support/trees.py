@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +19,27 @@ def deep_tree(top: Path, depth: int, name: str = "d", leaf: str = "leaf.txt") ->
     Whatever is left of it is removed afterwards with ``rm -rf``: pytest's own clean-up
     (``shutil.rmtree``) recurses and fails on a tree this deep.
     """
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for _ in range(depth):
-            os.mkdir(name, dir_fd=fd)
+        yield chain(top, [name] * depth, leaf)
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(top / name)], check=True)
+
+
+def chain(base: Path, names: list[str], leaf: str) -> str:
+    """The directories ``names`` one inside the other under ``base`` (those that exist are
+    kept), and an empty file ``leaf`` in the last; returns the leaf's relative path."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            with suppress(FileExistsError):
+                os.mkdir(name, dir_fd=fd)
             child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = child
         os.close(os.open(leaf, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
     finally:
         os.close(fd)
-    try:
-        yield "/".join([name] * depth + [leaf])
-    finally:
-        subprocess.run(["rm", "-rf", "--", str(top / name)], check=True)
+    return "/".join([*names, leaf])
 
 
 def build_tree(base: Path, dirs: int, subdirs: int, files: int) -> list[str]:
