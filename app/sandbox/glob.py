@@ -33,10 +33,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from app.sandbox.errors import GlobTooBroad, InvalidPath, InvalidPattern, OutsideRoot
-from app.sandbox.errors import from_os_error as _from_os_error
+from app.sandbox.errors import (
+    GlobTooBroad,
+    InvalidPath,
+    InvalidPattern,
+    OutsideRoot,
+    from_os_error,
+)
 from app.sandbox.fd import DirOpener, DirStack, IsSymlink, Level, Missing, identity, lstat_at
-from app.sandbox.paths import Parts, check_length, fold, join, segments
+from app.sandbox.paths import Parts, check_count, check_length, fold, join, segments
 from app.sandbox.reserved import ReservedNames
 
 MAX_ALTERNATIVES = 256
@@ -82,12 +87,14 @@ GLOBSTAR = _Globstar()
 
 
 @dataclass(frozen=True)
-class _Literal:
+class LiteralSegment:
+    """A segment without wildcards: one name, looked up rather than listed for."""
+
     name: str
 
 
 @dataclass(frozen=True)
-class _Wild:
+class WildSegment:
     """A segment with wildcards, cut at its stars into fixed-width chunks.
 
     ``text`` (the segment as written) is its identity; the rest is derived from it.
@@ -130,7 +137,7 @@ class _Wild:
         return True
 
 
-Segment = _Globstar | _Literal | _Wild
+Segment = _Globstar | LiteralSegment | WildSegment
 END = -1
 """The node after a pattern's last segment: reaching it is a match."""
 
@@ -154,6 +161,8 @@ class Program:
     _interned: dict[tuple[Segment, int], int] = field(default_factory=dict)
 
     def add(self, segments: Sequence[Segment], pattern: int) -> None:
+        """Add one alternative of pattern number ``pattern``, sharing the nodes of any
+        alternative added before that ends alike."""
         after = END
         for segment in reversed(segments):
             key = (segment, after)
@@ -215,7 +224,7 @@ class _Frame(Level):
     entries: list[tuple[str, bool]] | None = None
     at: int = 0
     literal: dict[str, list[tuple[int, frozenset[int]]]] = field(default_factory=dict)
-    wild: dict[_Wild, list[tuple[int, frozenset[int]]]] = field(default_factory=dict)
+    wild: dict[WildSegment, list[tuple[int, frozenset[int]]]] = field(default_factory=dict)
     globstar: list[tuple[int, frozenset[int]]] = field(default_factory=list)
     everything: frozenset[int] = frozenset()
 
@@ -278,9 +287,9 @@ class _Walk:
         frame = _Frame(fd, identity(fd))
         for node, patterns in states.items():
             segment, after = self.nodes[node].segment, self.nodes[node].next
-            if isinstance(segment, _Literal):
+            if isinstance(segment, LiteralSegment):
                 frame.literal.setdefault(segment.name, []).append((node, patterns))
-            elif isinstance(segment, _Wild):
+            elif isinstance(segment, WildSegment):
                 frame.wild.setdefault(segment, []).append((node, patterns))
             elif after == END:
                 frame.everything |= patterns
@@ -352,7 +361,7 @@ class _Walk:
                     if not (top and self.reserved.spelled(entry.name)):
                         listing.append((entry.name, entry.is_dir(follow_symlinks=False)))
         except OSError as exc:
-            raise _from_os_error(exc, self._path(), "list directory") from None
+            raise from_os_error(exc, self._path(), "list directory") from None
         listing.sort()
         return listing
 
@@ -375,7 +384,9 @@ def _normalised(pattern: str) -> str:
     segments are those outside braces, which hold slashes of their own."""
     if pattern.startswith("/"):
         raise InvalidPath("path must be relative to the workspace, not absolute", path=pattern)
-    return join(fold(_top_level_segments(pattern), pattern))
+    found = _top_level_segments(pattern)
+    check_count(found, pattern)
+    return join(fold(found, pattern))
 
 
 def _alternative(alternative: str, pattern: str) -> list[Segment] | None:
@@ -395,15 +406,17 @@ def _alternative(alternative: str, pattern: str) -> list[Segment] | None:
                 raise OutsideRoot("path climbs out of the workspace", path=pattern)
             continue
         depth += 1
-        segment = _segment(text, pattern)
-        if isinstance(segment, _Literal) and segment.name in (".", ".."):
+        segment = parse_segment(text, pattern)
+        if isinstance(segment, LiteralSegment) and segment.name in (".", ".."):
             dotted = True
         if not (segment is GLOBSTAR and compiled and compiled[-1] is GLOBSTAR):
             compiled.append(segment)
     return None if dotted else compiled
 
 
-def _segment(text: str, pattern: str) -> Segment:
+def parse_segment(text: str, pattern: str) -> Segment:
+    """The segment ``text`` of ``pattern`` (named in errors): ``GLOBSTAR``, a literal name,
+    or a ``WildSegment``; ``InvalidPattern`` when it cannot be parsed."""
     if text == "**":
         return GLOBSTAR
     chunks: list[list[str]] = [[]]
@@ -436,20 +449,20 @@ def _segment(text: str, pattern: str) -> Segment:
             literal.append(char)
             i += 1
     if not wild:
-        return _Literal("".join(literal))
+        return LiteralSegment("".join(literal))
     return _wild(text, chunks)
 
 
-def _wild(text: str, chunks: list[list[str]]) -> _Wild:
-    """A ``_Wild`` from the regexes of the fixed-width atoms between its stars."""
+def _wild(text: str, chunks: list[list[str]]) -> WildSegment:
+    """A ``WildSegment`` from the regexes of the fixed-width atoms between its stars."""
     compiled = [re.compile("".join(chunk), re.DOTALL) for chunk in chunks]
     widths = [len(chunk) for chunk in chunks]
     if len(chunks) == 1:
-        return _Wild(text, compiled[0], widths[0], None, 0, (), widths[0], exact=True)
+        return WildSegment(text, compiled[0], widths[0], None, 0, (), widths[0], exact=True)
     head = compiled[0] if widths[0] else None
     tail = compiled[-1] if widths[-1] else None
     middle = tuple(c for c, w in zip(compiled[1:-1], widths[1:-1], strict=True) if w)
-    return _Wild(text, head, widths[0], tail, widths[-1], middle, sum(widths), exact=False)
+    return WildSegment(text, head, widths[0], tail, widths[-1], middle, sum(widths), exact=False)
 
 
 def _char_class(text: str, start: int, pattern: str) -> tuple[str, int]:

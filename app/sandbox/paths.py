@@ -15,7 +15,7 @@ is a lone surrogate U+DC80..U+DCFF, which ``os.fsencode`` turns back into that b
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from app.sandbox.errors import InvalidPath, NameTooLong, OutsideRoot, PathTooLong, TooManySegments
 
@@ -70,6 +70,17 @@ def fold(found: Iterable[str], path: str) -> Parts:
     return tuple(parts)
 
 
+def check_count(found: Sequence[str], path: str) -> None:
+    """Raise ``TooManySegments`` when ``path`` has more than ``MAX_SEGMENTS`` non-empty
+    ``found`` segments."""
+    count = sum(1 for segment in found if segment)
+    if count > MAX_SEGMENTS:
+        raise TooManySegments(
+            f"path has {count} segments, more than the {MAX_SEGMENTS} allowed",
+            path=_abridged(path),
+        )
+
+
 def segments(path: str, *, limited: bool = True) -> list[str]:
     """The non-empty segments of ``path``, ``.`` and ``..`` kept as they are; raises the
     errors of ``split`` but for climbing out and naming the root."""
@@ -80,11 +91,8 @@ def segments(path: str, *, limited: bool = True) -> list[str]:
     if path.startswith("/"):
         raise InvalidPath("path must be relative to the workspace, not absolute", path=path)
     found = [segment for segment in path.split("/") if segment]
-    if limited and len(found) > MAX_SEGMENTS:
-        raise TooManySegments(
-            f"path has {len(found)} segments, more than the {MAX_SEGMENTS} allowed",
-            path=_abridged(path),
-        )
+    if limited:
+        check_count(found, path)
     for segment in found:
         if _size(segment) > MAX_SEGMENT_BYTES:
             raise NameTooLong(

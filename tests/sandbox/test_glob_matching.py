@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.sandbox import Root
-from app.sandbox.glob import GLOBSTAR, Segment, _Literal, _segment, _Wild
+from app.sandbox.glob import GLOBSTAR, LiteralSegment, Segment, WildSegment, parse_segment
 from app.sandbox.paths import MAX_SEGMENT_BYTES
 
 FROZE_THE_SERVER = "*?*?*?*?*?*?*?*?*?*?*?*?*#"
@@ -62,7 +62,7 @@ class _Counted:
         return self.compiled.search(name, pos, endpos)
 
 
-def _counted(wild: _Wild, log: list[int]) -> _Wild:
+def _counted(wild: WildSegment, log: list[int]) -> WildSegment:
     def count(chunk: re.Pattern[str] | None) -> re.Pattern[str] | None:
         return None if chunk is None else _Counted(chunk, log)  # type: ignore[return-value]
 
@@ -77,8 +77,8 @@ def _counted(wild: _Wild, log: list[int]) -> _Wild:
 @pytest.mark.parametrize("pattern", HOSTILE)
 @pytest.mark.parametrize("name", NAMES, ids=lambda name: f"{name[:12]}..{len(name)}")
 def test_each_chunk_is_looked_for_at_most_once(pattern: str, name: str) -> None:
-    wild = _segment(pattern, pattern)
-    assert isinstance(wild, _Wild)
+    wild = parse_segment(pattern, pattern)
+    assert isinstance(wild, WildSegment)
     chunks = (wild.head is not None) + (wild.tail is not None) + len(wild.middle)
     log: list[int] = []
     _counted(wild, log).matches(name)
@@ -143,9 +143,9 @@ def _reference(atoms: tuple[str, ...], name: str) -> bool:
 
 
 def _matches(segment: Segment, name: str) -> bool:
-    if isinstance(segment, _Literal):
+    if isinstance(segment, LiteralSegment):
         return segment.name == name
-    assert isinstance(segment, _Wild)
+    assert isinstance(segment, WildSegment)
     return segment.matches(name)
 
 
@@ -156,7 +156,7 @@ def _matches(segment: Segment, name: str) -> bool:
 )
 def test_the_matcher_agrees_with_backtracking(atoms: tuple[str, ...], name: str) -> None:
     text = "".join(atoms)
-    segment = _segment(text, text)
+    segment = parse_segment(text, text)
     if segment is GLOBSTAR:
         return
     assert _matches(segment, name) == _reference(atoms, name), (text, name)
@@ -169,7 +169,7 @@ def test_the_matcher_agrees_with_backtracking(atoms: tuple[str, ...], name: str)
 )
 def test_it_agrees_on_star_heavy_patterns_too(atoms: tuple[str, ...], name: str) -> None:
     text = "".join(atoms)
-    segment = _segment(text, text)
+    segment = parse_segment(text, text)
     if segment is not GLOBSTAR:
         assert _matches(segment, name) == _reference(atoms, name), (text, name)
 
