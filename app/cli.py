@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from app import __version__
+from app.api.protocol import Answer, ConnectionLimits, bare_answer, protocol_class
 from app.observability.logs import configure_logging
 from app.settings import (
     ConfigError,
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.step_command import run_step
 
         return run_step(args.kind, args.config, Path(args.workdir))
-    from app.main import create_app
+    from app.main import connection_answers, create_app
 
     try:
         settings = load_settings(args)
@@ -181,26 +182,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     # Our formatter on the root logger serves uvicorn's loggers too (log_config=None keeps
     # uvicorn from installing its own), and our access line replaces uvicorn's.
-    server = _Server(uvicorn.Config(app, **uvicorn_options(settings)), settings)
+    options = uvicorn_options(settings, connection_answers(app))
+    server = _Server(uvicorn.Config(app, **options), settings)
     # Ctrl-C: uvicorn shuts down, then raises SIGINT again; that is a clean stop too.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     return 0 if server.started else STARTUP_FAILURE
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How ``stepd serve`` runs uvicorn (the benchmarks serve their baseline alike)."""
+def uvicorn_options(settings: Settings, answer: Answer = bare_answer) -> dict[str, Any]:
+    """How ``stepd serve`` runs uvicorn (the benchmarks serve their baseline alike):
+    h11, with stepd's connection limits answered by ``answer`` (``app.api.protocol``),
+    which replace uvicorn's concurrency limit."""
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        max_requests=settings.max_concurrency,
+        max_connections=settings.max_connections,
+        max_header_bytes=settings.max_header_bytes,
+        answer=answer,
+    )
     return {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "http": "h11",
+        "http": protocol_class(limits),
         "loop": "uvloop",
         "ssl_certfile": settings.tls_cert_file,
         "ssl_keyfile": settings.tls_key_file,
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "limit_concurrency": settings.max_concurrency,
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
@@ -18,6 +20,8 @@ from app.api import problems
 from app.api.auth import AuthMiddleware
 from app.api.idempotency import IdempotencyMiddleware
 from app.api.limits import LimitsMiddleware
+from app.api.pool import Pool
+from app.api.protocol import Answer, bare_answer
 from app.api.routes import docs, health, kargo, metrics, steps
 from app.api.tokens import TokenFile, parse_agent_token
 from app.idempotency.deferred import DeferredStore
@@ -34,6 +38,11 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_DB = "idempotency.sqlite3"
 IDEMPOTENT_PATHS = ("/steps/delete", "/steps/batch")
+# Step threads yield the CPU to the event loop (probes, refusals) when cores are scarce.
+STEP_NICENESS = 10
+# Readiness probes come one at a time per kubelet: two threads, and a short queue.
+PROBE_WORKERS = 2
+PROBE_QUEUE = 16
 
 DESCRIPTION = """\
 Sandboxed, idempotent file steps for GitOps promotion pipelines (Kargo's `delete`, over
@@ -64,36 +73,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with Root.open(root_path, reserved=RESERVED) as root:
-            staging = Staging(root)
-            purger = Purger(
-                staging,
-                background=settings.purge == "background",
-                slice_seconds=settings.purge_slice,
-                pause_seconds=settings.purge_pause,
-                activity=app.state.metrics.activity,
+        root = Root.open(root_path, reserved=RESERVED)
+        staging = Staging(root)
+        purger = Purger(
+            staging,
+            background=settings.purge == "background",
+            slice_seconds=settings.purge_slice,
+            pause_seconds=settings.purge_pause,
+            activity=app.state.metrics.activity,
+        )
+        store = DeferredStore(
+            lambda: SQLiteStore(
+                state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
             )
-            store = DeferredStore(
-                lambda: SQLiteStore(
-                    state_dir(settings, root_path) / IDEMPOTENCY_DB, settings.idempotency_ttl
-                )
-            )
-            try:
-                app.state.root = root
-                app.state.staging = staging
-                app.state.idempotency = store
-                app.state.purger = purger
-                app.state.metrics.watch_purge_backlog(purger.backlog)
-                # Started first: recovery hands it what a killed process left in the trash.
-                purger.start()
-                try:
-                    _prepare(staging, store)
-                    yield
-                finally:
-                    purger.stop()
-            finally:
+        )
+        step_pool = Pool(
+            "steps",
+            workers=settings.step_workers,
+            queue=settings.step_queue,
+            niceness=STEP_NICENESS,
+        )
+        probe_pool = Pool("probes", workers=PROBE_WORKERS, queue=PROBE_QUEUE)
+        app.state.root = root
+        app.state.staging = staging
+        app.state.idempotency = store
+        app.state.purger = purger
+        app.state.step_pool = step_pool
+        app.state.probe_pool = probe_pool
+        app.state.metrics.watch_purge_backlog(purger.backlog)
+        app.state.metrics.watch_step_pool(lambda: step_pool.busy, lambda: step_pool.queued)
+        try:
+            # Started first: recovery hands it what a killed process left in the trash.
+            purger.start()
+            _prepare(staging, store)
+            yield
+        finally:
+            pools = (step_pool, probe_pool)
+            if await _threads_ended(pools, purger, settings.shutdown_step_timeout):
                 store.close()
                 staging.close()
+                root.close()
 
     app = _App(
         docs_url=None,
@@ -149,13 +168,42 @@ def _prepare(staging: Staging, store: DeferredStore) -> None:
         log.error("degraded start: %s; see /readyz, retried until it works", "; ".join(missing))
 
 
+async def _threads_ended(pools: Sequence[Pool], purger: Purger, grace: float) -> bool:
+    """Stop every thread that may use the root's, the staging area's or the store's
+    descriptors (step work at a safe point, within ``grace`` seconds; the purger between
+    two entries); whether they all ended. Only then may those descriptors be closed: one
+    closed under a running thread could be reused by the next ``open`` and send that
+    thread's work to another directory."""
+    returned = await asyncio.gather(*(pool.close(grace) for pool in pools))
+    purger_ended = await to_thread.run_sync(purger.stop)
+    if all(returned) and purger_ended:
+        return True
+    log.error(
+        "shutdown: a thread may still use the workspace root; its descriptors are left "
+        "open for the kernel to close at exit"
+    )
+    return False
+
+
 class _App(FastAPI):
     """FastAPI with the request observer outermost, outside even Starlette's handler of
     unexpected errors, so that every response (500s too) carries X-Request-ID and is
     counted and logged."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObserver(super().build_middleware_stack(), self.state.metrics)
+        return RequestObserver(
+            super().build_middleware_stack(), self.state.metrics, self.router.routes
+        )
+
+
+def connection_answers(app: FastAPI) -> Answer:
+    """How ``app``'s connections answer by themselves (``app.api.protocol``): through
+    its request observer, so that those answers are logged and counted too."""
+
+    def answer(code: str, detail: str) -> ASGIApp:
+        return RequestObserver(bare_answer(code, detail), app.state.metrics, app.router.routes)
+
+    return answer
 
 
 REQUEST_ID_HEADER = {

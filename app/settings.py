@@ -56,17 +56,41 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         16 * 1024, ge=1024, description="Largest request line plus headers, in bytes."
     )
+    header_timeout: float = Field(
+        5.0, gt=0, description="Seconds a client has to send the request line and headers."
+    )
     max_concurrency: int = Field(
-        100, ge=1, description="Connections and requests at once; beyond it, 503 at once."
+        100,
+        ge=1,
+        description="Requests served at once; beyond it, 503 `overloaded` at once "
+        "(`/healthz` exempt).",
+    )
+    max_connections: int = Field(
+        256,
+        ge=1,
+        description="Open connections; beyond it, requests are answered 503 `overloaded` "
+        "and their connection closed (`/healthz` exempt).",
+    )
+    step_workers: int = Field(8, ge=1, description="Threads that run step work.")
+    step_queue: int = Field(
+        64,
+        ge=0,
+        description="Step requests that may wait for a thread; beyond it, 503 `overloaded`.",
     )
     log_format: Literal["json", "console"] = Field(
         "json", description="One JSON object per line, or human-readable lines."
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
-    shutdown_timeout: int = Field(
+    shutdown_timeout: float = Field(
         25,
-        ge=1,
+        gt=0,
         description="Seconds in-flight requests get to finish after SIGTERM.",
+    )
+    shutdown_step_timeout: float = Field(
+        3,
+        gt=0,
+        description="Seconds step work still running past the shutdown timeout gets to stop "
+        "at a safe point, before it is stopped inside the entry it is removing.",
     )
     max_batch_steps: int = Field(1000, ge=1, description="Most steps one batch may hold.")
     max_glob_entries: int = Field(

@@ -79,9 +79,7 @@ class AuthMiddleware:
                 await problem_response("kargo_token_rejected", detail)(scope, receive, send)
                 return
             caller = matched
-        elif self.tokens is not None and not (
-            path in self.open_paths or path.startswith(OPEN_PREFIX)
-        ):
+        elif self.tokens is not None and not self._is_open(path):
             token = _bearer_token(Headers(scope=scope))
             matched = self.tokens.match(token) if token else None
             if matched is None:
@@ -91,6 +89,12 @@ class AuthMiddleware:
         scope.setdefault("state", {})[CALLER_KEY] = caller
         note_caller(caller)
         await self.app(scope, receive, send)
+
+    def _is_open(self, path: str) -> bool:
+        if path in self.open_paths:
+            return True
+        # Only the assets themselves: no ``..`` may climb from there to another route.
+        return path.startswith(OPEN_PREFIX) and ".." not in path.split("/")
 
 
 def _bearer_token(headers: Headers) -> str | None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.pool import Pool
 from app.idempotency.deferred import DeferredStore
 from app.observability.record import RequestRecord, current_record
 from app.sandbox import Root
@@ -66,3 +67,19 @@ RootStaging = Annotated[Staging, Depends(get_staging)]
 TrashPurger = Annotated[Purger, Depends(get_purger)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 IdempotencyRecords = Annotated[DeferredStore, Depends(get_idempotency)]
+
+
+async def get_step_pool(request: Request) -> Pool:
+    """The threads step work runs on."""
+    pool: Pool = request.app.state.step_pool
+    return pool
+
+
+async def get_probe_pool(request: Request) -> Pool:
+    """The threads readiness is checked on, apart from step work."""
+    pool: Pool = request.app.state.probe_pool
+    return pool
+
+
+StepPool = Annotated[Pool, Depends(get_step_pool)]
+ProbePool = Annotated[Pool, Depends(get_probe_pool)]

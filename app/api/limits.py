@@ -1,7 +1,10 @@
 """Request limits, as pure ASGI middleware in front of the routes.
 
 * A body sent to ``/steps/*`` must be JSON (``application/json`` or ``application/*+json``,
-  charset UTF-8 if one is named), else 415 ``unsupported_media_type``, from the headers.
+  charset UTF-8 if one is named), else 415 ``unsupported_media_type``, from the headers;
+  and it must be UTF-8 text without a byte order mark, as RFC 8259 requires of JSON
+  exchanged over a network, else 415 too, once read. (Python's JSON parser would take
+  UTF-16 and UTF-32, and skip a BOM, by guessing from the first bytes.)
 * A ``Content-Length`` above ``max_body_bytes`` is 413 ``payload_too_large`` at once,
   without reading the body; a body (chunked ones included) that grows past it while being
   read is 413 as soon as it does.
@@ -16,11 +19,12 @@ answers close the connection, since the rest of the body is never read.
 from __future__ import annotations
 
 import asyncio
+import codecs
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.problems import problem_response
+from app.api.problems import closing_problem, problem_response
 
 JSON_PATH_PREFIX = "/steps/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -46,7 +50,7 @@ class LimitsMiddleware:
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             code, detail = refusal
-            await _closing(code, detail)(scope, receive, send)
+            await closing_problem(code, detail)(scope, receive, send)
             return
         try:
             # asyncio's own timeout: anyio's cancel scope costs several times more per request.
@@ -54,11 +58,15 @@ class LimitsMiddleware:
                 message = await self._read_body(receive)
         except BodyTooLarge:
             detail = f"the body is larger than {self.max_body_bytes} bytes"
-            await _closing("payload_too_large", detail)(scope, receive, send)
+            await closing_problem("payload_too_large", detail)(scope, receive, send)
             return
         except TimeoutError:
             detail = f"the body did not arrive within {self.body_timeout:g} seconds"
-            await _closing("request_timeout", detail)(scope, receive, send)
+            await closing_problem("request_timeout", detail)(scope, receive, send)
+            return
+        if self._json_body(scope) and not is_utf8_json_text(message.get("body", b"")):
+            detail = "the body must be JSON in UTF-8, without a byte order mark"
+            await problem_response("unsupported_media_type", detail)(scope, receive, send)
             return
         replayed = False
 
@@ -71,14 +79,15 @@ class LimitsMiddleware:
 
         await self.app(scope, replay, send)
 
+    @staticmethod
+    def _json_body(scope: Scope) -> bool:
+        """Whether the request's body must be JSON."""
+        path: str = scope["path"]
+        return path.startswith(JSON_PATH_PREFIX) and scope["method"] in BODY_METHODS
+
     def _refusal(self, scope: Scope, headers: Headers) -> tuple[str, str] | None:
         """The problem the headers alone call for, if any."""
-        path: str = scope["path"]
-        if (
-            path.startswith(JSON_PATH_PREFIX)
-            and scope["method"] in BODY_METHODS
-            and not is_json(headers.get("content-type", ""))
-        ):
+        if self._json_body(scope) and not is_json(headers.get("content-type", "")):
             return "unsupported_media_type", "the body must be application/json (UTF-8)"
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
@@ -102,6 +111,18 @@ class LimitsMiddleware:
                 return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
 
+def is_utf8_json_text(body: bytes) -> bool:
+    """Whether ``body`` can be JSON in UTF-8: valid UTF-8, no byte order mark, and no NUL
+    (never in JSON text, and in every UTF-16 or UTF-32 encoding of it)."""
+    if body.startswith(codecs.BOM_UTF8) or b"\x00" in body:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def is_json(content_type: str) -> bool:
     """Whether a Content-Type names JSON in UTF-8: ``application/json`` or ``/*+json``."""
     media_type, *params = (part.strip().lower() for part in content_type.split(";"))
@@ -113,9 +134,3 @@ def is_json(content_type: str) -> bool:
         if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
             return False
     return True
-
-
-def _closing(code: str, detail: str) -> ASGIApp:
-    response = problem_response(code, detail)
-    response.headers["connection"] = "close"
-    return response

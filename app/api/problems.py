@@ -19,10 +19,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.pool import Overloaded
 from app.models.delete import SUPPORTED_VERSIONS
 from app.observability.record import note_problem
 from app.sandbox.errors import SandboxError
-from app.steps.errors import StepError, TargetNotFound
+from app.steps.errors import StepError, Stopped, TargetNotFound
 from app.steps.registry import KINDS
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,12 @@ INTERNAL_DETAIL = "an internal error occurred; it has been logged"
 
 @dataclass(frozen=True)
 class ProblemKind:
+    """A problem code's status and title; ``retry_after``: seconds a client should wait
+    before trying again, sent as ``Retry-After`` (None: no such header)."""
+
     status: int
     title: str
+    retry_after: int | None = None
 
 
 CATALOG: dict[str, ProblemKind] = {
@@ -64,12 +69,15 @@ CATALOG: dict[str, ProblemKind] = {
     "unauthorized": ProblemKind(401, "A valid bearer token is required"),
     "kargo_token_rejected": ProblemKind(403, "The bearer token is not the Kargo agent's"),
     "invalid_step_request": ProblemKind(400, "The body is not a Kargo step.execute request"),
-    "request_timeout": ProblemKind(408, "The request body did not arrive in time"),
+    "request_timeout": ProblemKind(408, "The request did not arrive in time"),
+    "headers_too_large": ProblemKind(431, "The request line and headers are larger than allowed"),
     "payload_too_large": ProblemKind(413, "The request body is larger than allowed"),
     "unsupported_media_type": ProblemKind(415, "The request body must be JSON"),
     "route_not_found": ProblemKind(404, "No such route"),
     "method_not_allowed": ProblemKind(405, "Method not allowed on this route"),
     "http_error": ProblemKind(400, "The request cannot be served"),
+    "overloaded": ProblemKind(503, "The service is at capacity", retry_after=1),
+    "shutting_down": ProblemKind(503, "The service is shutting down", retry_after=1),
     "internal": ProblemKind(500, "Internal error"),
 }
 
@@ -115,7 +123,16 @@ def problem_response(
         "code": code,
         **extensions,
     }
-    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE)
+    headers = None if kind.retry_after is None else {"Retry-After": str(kind.retry_after)}
+    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE, headers=headers)
+
+
+def closing_problem(code: str, detail: str) -> JSONResponse:
+    """``problem_response`` with ``Connection: close``: for a request whose connection
+    must not serve another one (its body was not read, or the server is stopping)."""
+    response = problem_response(code, detail)
+    response.headers["connection"] = "close"
+    return response
 
 
 # What a problem of each code looks like, for the API description: ``detail`` and the
@@ -144,6 +161,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "detail": "step: Field required",
         "errors": [{"field": "step", "message": "Field required"}],
     },
+    "overloaded": {"detail": "stepd is at capacity (steps): retry shortly"},
+    "shutting_down": {
+        "detail": "the service is shutting down: stopped after deleting 1 entry",
+        "deleted": ["out"],
+        "partly": [],
+    },
     "internal": {"detail": "an internal error occurred; it has been logged"},
 }
 
@@ -166,21 +189,32 @@ def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(CATALOG[code].status, []).append(code)
-    return {
-        status: {
-            "description": "Problem: " + ", ".join(f"`{c}`" for c in grouped),
-            "content": {
-                MEDIA_TYPE: {
-                    "schema": {"$ref": "#/components/schemas/Problem"},
-                    "examples": {
-                        code: {"summary": CATALOG[code].title, "value": problem_example(code)}
-                        for code in grouped
-                    },
-                }
-            },
-        }
-        for status, grouped in sorted(by_status.items())
+    return {status: _grouped_response(grouped) for status, grouped in sorted(by_status.items())}
+
+
+def _grouped_response(codes: list[str]) -> dict[str, Any]:
+    """One OpenAPI response documenting problems of ``codes`` (all of one status)."""
+    response: dict[str, Any] = {
+        "description": "Problem: " + ", ".join(f"`{c}`" for c in codes),
+        "content": {
+            MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Problem"},
+                "examples": {
+                    code: {"summary": CATALOG[code].title, "value": problem_example(code)}
+                    for code in codes
+                },
+            }
+        },
     }
+    if waits := [code for code in codes if CATALOG[code].retry_after is not None]:
+        listed = ", ".join(f"`{code}`" for code in waits)
+        response["headers"] = {
+            "Retry-After": {
+                "description": f"Seconds to wait before trying again; sent with {listed}.",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return response
 
 
 def domain_problem(exc: SandboxError | StepError, **extensions: Any) -> JSONResponse:
@@ -189,6 +223,9 @@ def domain_problem(exc: SandboxError | StepError, **extensions: Any) -> JSONResp
         extensions["path"] = exc.path
     if isinstance(exc, TargetNotFound):
         extensions["missing"] = exc.missing
+    if isinstance(exc, Stopped):
+        extensions["deleted"] = exc.deleted
+        extensions["partly"] = exc.partly
     return problem_response(exc.code, exc.message, **extensions)
 
 
@@ -282,6 +319,10 @@ def install(app: FastAPI) -> None:
             response.headers[name] = value
         return response
 
+    async def on_overloaded(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Overloaded)
+        return problem_response("overloaded", exc.message)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response("internal", INTERNAL_DETAIL)
@@ -290,4 +331,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StepError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Overloaded, on_overloaded)
     app.add_exception_handler(Exception, on_unexpected)

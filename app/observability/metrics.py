@@ -96,6 +96,18 @@ class Metrics:
         self._entries = {outcome: entries.labels(outcome) for outcome in ENTRY_OUTCOMES}
         self.started = 0  # HTTP requests begun: a cheap activity signal for background work
         self._backlog: Callable[[], PurgeBacklog] = lambda: NO_BACKLOG
+        self._step_busy: Callable[[], int] = lambda: 0
+        self._step_queued: Callable[[], int] = lambda: 0
+        Gauge(
+            "stepd_step_threads_busy",
+            "Threads of the step pool running step work now.",
+            registry=self.registry,
+        ).set_function(lambda: self._step_busy())
+        Gauge(
+            "stepd_step_queue_length",
+            "Step requests waiting for a thread of the step pool.",
+            registry=self.registry,
+        ).set_function(lambda: self._step_queued())
         Gauge(
             "stepd_purge_backlog_entries",
             "Detached entries the purger has yet to free.",
@@ -106,6 +118,12 @@ class Metrics:
             "Bytes the purger has yet to free (NaN when unknown).",
             registry=self.registry,
         ).set_function(self._backlog_bytes)
+
+    def watch_step_pool(self, busy: Callable[[], int], queued: Callable[[], int]) -> None:
+        """Read the step pool's load at each scrape: threads ``busy`` with step work and
+        requests ``queued`` for one (both must return at once)."""
+        self._step_busy = busy
+        self._step_queued = queued
 
     def watch_purge_backlog(self, source: Callable[[], PurgeBacklog]) -> None:
         """Read the purge backlog from ``source`` at each scrape; it must return at once

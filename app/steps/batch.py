@@ -4,7 +4,7 @@ Statuses use Kargo's words. A step that raised is ``Failed`` when running it aga
 same workspace would fail the same way (the request or the workspace is wrong: a strict
 target missing, a path leading out, permission denied, a read-only filesystem, no atomic
 support), and ``Errored`` when the failure is the environment's and a retry may succeed
-(busy, no space, out of descriptors, I/O error) or is a bug. Steps after the one that
+(busy, no space, out of descriptors, I/O error, a shutdown) or is a bug. Steps after the one that
 stopped the batch are ``Skipped``; a step with ``continue_on_error`` is recorded and the
 batch goes on, and the batch still succeeds.
 
@@ -16,6 +16,11 @@ Removal: when the purger works in the background, a non-atomic batch detaches it
 directories and big files into one trash directory (``Detachment``) and unlinks small
 files and symlinks in place; otherwise, or where the trash is on another filesystem, it
 removes everything in place. An atomic batch stages its targets in its transaction.
+
+Stopping (``stop.py``): once a stop is requested, no further step starts (it is
+``Errored`` with ``Stopped``, the rest ``Skipped``) and a plain step stops before its next
+entry; an atomic batch then rolls back as for any failure. An urgent stop also cuts a
+tree being removed in place, and an inline purge (left to the next start).
 """
 
 from __future__ import annotations
@@ -30,16 +35,18 @@ from app.models.internal import BatchRequest, BatchStep
 from app.sandbox import Entry, Root
 from app.sandbox.errors import Busy, IOFailure, NoSpace, SandboxError, TooManyOpenFiles
 from app.sandbox.glob import Budget
-from app.steps.context import Remove, StepContext, remove_in_place
-from app.steps.errors import StepError
+from app.sandbox.remove import Pace
+from app.steps.context import Remove, StepContext, one_by_one, remove_in_place
+from app.steps.errors import StepError, Stopped
 from app.steps.purger import Purger
 from app.steps.registry import KINDS
 from app.steps.staging import Detachment, Transaction, worth_detaching
+from app.steps.stop import NEVER, Stop, urgent_pace
 from app.steps.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-TRANSIENT: tuple[type[Exception], ...] = (Busy, NoSpace, TooManyOpenFiles, IOFailure)
+TRANSIENT: tuple[type[Exception], ...] = (Busy, NoSpace, TooManyOpenFiles, IOFailure, Stopped)
 
 
 class StepStatus(StrEnum):
@@ -81,7 +88,11 @@ def status_of(exc: Exception) -> StepStatus:
 
 
 def run_batch(
-    root: Root, purger: Purger, request: BatchRequest, budget: Budget | None = None
+    root: Root,
+    purger: Purger,
+    request: BatchRequest,
+    stop: Stop = NEVER,
+    budget: Budget | None = None,
 ) -> BatchResult:
     """Run ``request``'s steps in its workspace; see the module doc for the rules. The
     steps' glob walks share ``budget`` (None: unbounded).
@@ -94,13 +105,21 @@ def run_batch(
     detachment = staging.detachment() if txn is None and purger.background else None
     try:
         with staging.lock(exclusive=request.atomic):
-            return _run_locked(root, _Removal(txn, detachment), request, budget)
+            result = _run_locked(root, _Removal(txn, detachment, stop), request, budget)
     finally:
         if txn is not None and txn.created:
-            purger.dispose(txn.id)
+            _dispose(purger, stop, txn.id)
         if detachment is not None and detachment.created:
             detachment.close()
-            purger.dispose(detachment.txn_id, detachment.moved, detachment.size)
+            _dispose(purger, stop, detachment.txn_id, detachment.moved, detachment.size)
+    if result.failed is not None and isinstance(result.failed.error, Stopped):
+        log.warning(
+            "shutdown: batch stopped at step %r%s: %s",
+            result.failed.alias,
+            "; rolled back" if result.rolled_back else "",
+            result.failed.error.message,
+        )
+    return result
 
 
 def _run_locked(
@@ -113,9 +132,13 @@ def _run_locked(
             if failed is not None:
                 results.append(StepResult(step.alias, step.uses, StepStatus.SKIPPED))
                 continue
-            result = _run_step(step, workspace, removal, budget)
+            if removal.stop.requested:
+                result = StepResult(step.alias, step.uses, StepStatus.ERRORED, error=Stopped())
+            else:
+                result = _run_step(step, workspace, removal, budget)
             results.append(result)
-            if result.error is not None and not step.continue_on_error:
+            stops = isinstance(result.error, Stopped)
+            if result.error is not None and (stops or not step.continue_on_error):
                 failed = result
     txn = removal.txn
     if txn is None:
@@ -147,32 +170,45 @@ def _run_step(
     return StepResult(step.alias, step.uses, StepStatus.SUCCEEDED, output=output)
 
 
+def _dispose(
+    purger: Purger, stop: Stop, txn_id: str, entries: int = 0, size: int | None = 0
+) -> None:
+    """Have the purger free a trash directory; an inline purge stops when ``stop`` is
+    urgent, and what it left is freed at the next start."""
+    try:
+        purger.dispose(txn_id, entries, size, pace=urgent_pace(stop))
+    except Stopped:
+        log.warning("shutdown: trash directory %s is left for the next start to free", txn_id)
+
+
 @dataclass(frozen=True)
 class _Removal:
     """How this batch's steps remove: staged in ``txn`` (atomic), detached into the trash
-    (``detachment``), or in place (neither)."""
+    (``detachment``), or in place (neither); each stopping where ``stop`` says."""
 
     txn: Transaction | None
     detachment: Detachment | None
+    stop: Stop
 
     def remover(self, opened: Root, name: str | None) -> Remove:
-        txn, detachment = self.txn, self.detachment
+        txn, detachment, stop = self.txn, self.detachment, self.stop
         if txn is not None:
 
             def stage(entries: Sequence[Entry]) -> None:
+                # Renames only: a step's entries are staged together, between two checks.
+                if stop.requested:
+                    raise Stopped()
                 txn.stage(opened, name, entries)
 
             return stage
-        in_place = remove_in_place(opened)
         if detachment is None:
-            return in_place
+            return remove_in_place(opened, stop)
 
-        def detach(entries: Sequence[Entry]) -> None:
-            small = [entry for entry in entries if not worth_detaching(entry)]
-            big = [entry for entry in entries if worth_detaching(entry)]
-            in_place(small + detachment.detach(opened, big))
+        def detach_or_remove(entry: Entry, pace: Pace) -> None:
+            if not worth_detaching(entry) or detachment.detach(opened, [entry]):
+                opened.remove(entry.path, limited=False, pace=pace)
 
-        return detach
+        return one_by_one(detach_or_remove, stop)
 
 
 def _nothing(entries: Sequence[Entry]) -> None:

@@ -2,7 +2,8 @@
 
 Kinds decide *what* to remove; the runner decides *how*: in place, or moved aside into a
 transaction that can still be rolled back (see ``staging.py``). A kind never calls
-``Root.remove`` itself, so every kind is undoable in an atomic batch for free.
+``Root.remove`` itself, so every kind is undoable in an atomic batch for free, and every
+removal stops at the safe points of ``stop.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from dataclasses import dataclass
 
 from app.sandbox import Entry, Root
 from app.sandbox.glob import Budget
+from app.sandbox.remove import Pace
+from app.steps.errors import Stopped
+from app.steps.stop import NEVER, Stop, urgent_pace
 
 Remove = Callable[[Sequence[Entry]], None]
+# Removes one entry, calling the pace after each file of a tree (it may raise ``Stopped``).
+RemoveOne = Callable[[Entry, Pace], None]
 
 
 @dataclass(frozen=True)
@@ -26,12 +32,30 @@ class StepContext:
     budget: Budget | None = None
 
 
-def remove_in_place(workspace: Root) -> Remove:
-    """Remove entries for good, now (one already gone is fine)."""
+def one_by_one(remove_one: RemoveOne, stop: Stop = NEVER) -> Remove:
+    """Remove entries in order with ``remove_one``, stopping where ``stop`` says: before
+    an entry once requested, inside one once urgent. ``Stopped`` lists what is gone."""
+    pace = urgent_pace(stop)
 
     def remove(entries: Sequence[Entry]) -> None:
+        done: list[str] = []
         for entry in entries:
-            # Entries passed the size limits when asked for, or a glob walk found them.
-            workspace.remove(entry.path, limited=False)
+            if stop.requested:
+                raise Stopped(done)
+            try:
+                remove_one(entry, pace)
+            except Stopped:
+                raise Stopped(done, [entry.path]) from None
+            done.append(entry.path)
 
     return remove
+
+
+def remove_in_place(workspace: Root, stop: Stop = NEVER) -> Remove:
+    """Remove entries for good, now (one already gone is fine)."""
+
+    def remove_one(entry: Entry, pace: Pace) -> None:
+        # Entries passed the size limits when asked for, or a glob walk found them.
+        workspace.remove(entry.path, limited=False, pace=pace)
+
+    return one_by_one(remove_one, stop)

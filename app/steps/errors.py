@@ -7,8 +7,9 @@ snake_case ``code``::
     StepError
     ├── TargetNotFound     strict mode, and an entry or pattern matched nothing
     ├── AtomicUnsupported  an atomic batch cannot move a target aside (another filesystem)
-    └── InvalidConfig      a step run on its own (Kargo's doors) with a config that does not
-                           fit its kind, or a kind there is no step for
+    ├── InvalidConfig      a step run on its own (Kargo's doors) with a config that does not
+    │                      fit its kind, or a kind there is no step for
+    └── Stopped            the service is shutting down: the work stopped at a safe point
 """
 
 from __future__ import annotations
@@ -62,3 +63,26 @@ class InvalidConfig(StepError):
         super().__init__(message)
         self.code = code
         self.refused = refused
+
+
+class Stopped(StepError):
+    """The work stopped before it was done: the service is shutting down.
+
+    ``deleted`` were removed wholly before the stop; ``partly`` (at most one) was being
+    removed when an urgent stop cut it short: some of what it held is gone.
+    """
+
+    code = "shutting_down"
+
+    def __init__(self, deleted: Sequence[str] = (), partly: Sequence[str] = ()) -> None:
+        message = "the service is shutting down: stopped"
+        if deleted:
+            count = len(deleted)
+            message += f" after deleting {count} {'entry' if count == 1 else 'entries'}"
+        else:
+            message += " before deleting anything"
+        if partly:
+            message += "; " + ", ".join(repr(p) for p in partly) + " is partly deleted"
+        super().__init__(message)
+        self.deleted = list(deleted)
+        self.partly = list(partly)

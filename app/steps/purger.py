@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.sandbox.errors import SandboxError
+from app.sandbox.remove import Pace, no_pace
 from app.steps.staging import Staging, Transaction
 
 log = logging.getLogger(__name__)
@@ -110,18 +111,24 @@ class Purger:
             self._queue.extend(items)
             self._changed.notify_all()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop between two entries; what is left is purged at the next start."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop between two entries; what is left is purged at the next start. Whether
+        the thread has ended (it may still use the staging area's descriptors if not)."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
-    def dispose(self, txn_id: str, entries: int = 0, size: int | None = 0) -> None:
-        """Have trash directory ``txn_id`` (holding ``entries`` of ``size`` bytes) freed."""
+    def dispose(
+        self, txn_id: str, entries: int = 0, size: int | None = 0, *, pace: Pace = no_pace
+    ) -> None:
+        """Have trash directory ``txn_id`` (holding ``entries`` of ``size`` bytes) freed;
+        inline, now, calling ``pace`` as ``Transaction.purge`` does."""
         if not self.background:
-            Transaction(self.staging, txn_id).purge()
+            Transaction(self.staging, txn_id).purge(pace=pace)
             return
         with self._changed:
             self._queue.append(_Item(txn_id, entries, size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +120,32 @@ def test_without_a_token_file_the_caller_is_anonymous(root_dir: Path) -> None:
 )
 def test_health_docs_and_spec_stay_open(authed: TestClient, path: str) -> None:
     assert authed.get(path).status_code == 200
+
+
+def test_every_asset_the_docs_page_loads_is_open(authed: TestClient) -> None:
+    page = authed.get("/docs")
+    # Relative to the page, so that they work behind a path prefix too.
+    assets = re.findall(r"[\"'](docs/assets/[^'\"]+)", page.text)
+    assert len(assets) == 3, assets  # Swagger UI's script, stylesheet and icon
+    for asset in assets:
+        response = authed.get(f"/{asset}")
+        assert response.status_code == 200, asset
+        assert response.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/docs/assets/../../steps/delete", "/docs/assets/%2e%2e/%2e%2e/steps/delete"],
+    ids=["dots", "encoded-dots"],
+)
+def test_the_open_assets_lead_nowhere_else(authed: TestClient, root_dir: Path, path: str) -> None:
+    (root_dir / "keep").write_text("x")
+    # The client would remove plain dot segments: send the raw path as it is.
+    request = authed.build_request("POST", "http://testserver", json={"path": "keep"})
+    request.url = request.url.copy_with(raw_path=path.encode())
+    response = authed.send(request)
+    assert response.status_code == 401
+    assert (root_dir / "keep").exists()
 
 
 def test_only_the_docs_assets_are_open_below_the_docs(authed: TestClient) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +16,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.sandbox.paths import MAX_PATH_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS
 from app.settings import Settings
+from tests.support.problems import assert_problem, assert_raw_problem
 from tests.support.server import Server, read_response, serve
 
 LIMIT = 1000
@@ -127,6 +131,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "STEPD_BODY_TIMEOUT": "1",
         "STEPD_KEEP_ALIVE_TIMEOUT": "1",
         "STEPD_MAX_HEADER_BYTES": "4096",
+        "STEPD_HEADER_TIMEOUT": "1",
     }
     with serve(base / "root", env=env) as running:
         yield running
@@ -180,13 +185,62 @@ def test_a_client_that_stalls_mid_body_gets_408(server: Server) -> None:
     assert json.loads(body)["code"] == "request_timeout"
 
 
-def test_unfinished_headers_past_the_limit_are_refused(server: Server) -> None:
+def test_unfinished_headers_past_the_limit_are_431(server: Server) -> None:
     # h11 bounds what it buffers while the headers are incomplete: a client dripping an
     # endless header block is cut off there.
     with server.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8192)
-        status, _, _ = read_response(sock)
-    assert status == 400
+        answer = read_response(sock)
+    assert_raw_problem(answer, 431, "headers_too_large")
+    assert answer[1]["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GARBAGE\r\n\r\n", b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n", b"\x16\x03\x01\x02\x00"],
+    ids=["request-line", "header", "tls-hello"],
+)
+def test_invalid_http_is_a_400_problem(server: Server, request_line: bytes) -> None:
+    with server.connect() as sock:
+        sock.sendall(request_line + b"\r\n\r\n")
+        answer = read_response(sock)
+    assert_raw_problem(answer, 400, "http_error")
+
+
+def read_all(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long that took."""
+    start = time.monotonic()
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - start
+
+
+def test_a_head_that_does_not_arrive_in_time_is_408(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = read_response(sock)
+    assert_raw_problem(answer, 408, "request_timeout")
+    assert "headers did not arrive within 1 seconds" in json.loads(answer[2])["detail"]
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout(server: Server) -> None:
+    with server.connect() as sock:
+        data, seconds = read_all(sock)
+    assert data == b""
+    assert 0.9 <= seconds < 5
+
+
+def test_the_next_request_on_a_kept_alive_connection_is_timed_too(server: Server) -> None:
+    # The second request is pipelined behind the first, and never finished.
+    with server.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /heal")
+        data, seconds = read_all(sock)
+    first, second = data.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 ")
+    assert second.startswith(b"408 ")
+    assert b'"code":"request_timeout"' in second
+    assert seconds < 5
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: Server) -> None:
@@ -201,15 +255,46 @@ def test_the_server_still_serves_after_all_that(server: Server) -> None:
     assert httpx.get(server.url("/healthz")).status_code == 200
 
 
-def test_connections_past_max_concurrency_get_503(root_dir: Path) -> None:
-    env = {"STEPD_MAX_CONCURRENCY": "2"}
-    with serve(root_dir, env=env) as server:
-        idle = [server.connect(), server.connect()]
-        try:
-            with server.connect() as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                status, _, _ = read_response(sock)
-        finally:
-            for sock in idle:
-                sock.close()
-    assert status == 503
+# UTF-8 is the only encoding of JSON sent over a network (RFC 8259, 8.1), without a BOM.
+ENCODINGS: dict[str, Callable[[str], bytes]] = {
+    "utf-8-bom": lambda text: codecs.BOM_UTF8 + text.encode("utf-8"),
+    "utf-16-le": lambda text: text.encode("utf-16-le"),
+    "utf-16-be": lambda text: text.encode("utf-16-be"),
+    "utf-16-le-bom": lambda text: codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+    "utf-16-be-bom": lambda text: codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+    "utf-32-le": lambda text: text.encode("utf-32-le"),
+    "utf-32-be": lambda text: text.encode("utf-32-be"),
+    "utf-32-le-bom": lambda text: codecs.BOM_UTF32_LE + text.encode("utf-32-le"),
+    "utf-32-be-bom": lambda text: codecs.BOM_UTF32_BE + text.encode("utf-32-be"),
+    "latin-1": lambda text: text.encode("latin-1"),
+    "nul-in-utf-8": lambda text: text.replace("\u00e9", "\u00e9\x00").encode("utf-8"),
+}
+# A request deleting the file "é", to each endpoint.
+DELETE_E_ACUTE = {
+    "/steps/delete": json.dumps({"path": "\u00e9"}, ensure_ascii=False),
+    "/steps/batch": json.dumps(
+        {"steps": [{"uses": "delete", "config": {"path": "\u00e9"}}]}, ensure_ascii=False
+    ),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS.values(), ids=ENCODINGS.keys())
+@pytest.mark.parametrize("endpoint", DELETE_E_ACUTE.keys())
+def test_a_body_not_in_utf8_is_415_and_deletes_nothing(
+    client: TestClient, root_dir: Path, encoding: Callable[[str], bytes], endpoint: str
+) -> None:
+    (root_dir / "\u00e9").write_text("x")
+    body = encoding(DELETE_E_ACUTE[endpoint])
+    response = client.post(endpoint, content=body, headers=JSON)
+    problem = assert_problem(response, 415, "unsupported_media_type")
+    assert "UTF-8" in problem["detail"]
+    assert (root_dir / "\u00e9").exists()
+
+
+@pytest.mark.parametrize("endpoint", DELETE_E_ACUTE.keys())
+def test_the_same_body_in_utf8_is_served(client: TestClient, root_dir: Path, endpoint: str) -> None:
+    (root_dir / "\u00e9").write_text("x")
+    body = DELETE_E_ACUTE[endpoint].encode("utf-8")
+    response = client.post(endpoint, content=body, headers=JSON)
+    assert response.status_code == 200
+    assert not (root_dir / "\u00e9").exists()

@@ -101,6 +101,46 @@ def test_method_not_allowed_is_labelled_with_its_route(client: TestClient) -> No
     assert sample(client, REQUESTS, **labels) == 1
 
 
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b'{"path": "x"}', {"content-type": "text/plain"}, "415"),
+        (b"x" * (2 * 1024 * 1024), {"content-type": "application/json"}, "413"),
+        ('{"path": "x"}'.encode("utf-16"), {"content-type": "application/json"}, "415"),
+    ],
+    ids=["media-type", "too-large", "utf-16"],
+)
+def test_answers_before_routing_are_labelled_with_their_route(
+    client: TestClient, content: bytes, headers: dict[str, str], status: str
+) -> None:
+    assert client.post("/steps/delete", content=content, headers=headers).status_code == int(status)
+    labels = {"method": "POST", "route": "/steps/delete", "status": status}
+    assert sample(client, REQUESTS, **labels) == 1
+    assert sample(client, REQUESTS, **{**labels, "route": "<unmatched>"}) is None
+
+
+def test_a_401_is_labelled_with_its_route(root_dir: Path, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("secret-token\n")
+    settings = Settings(workspace_root=root_dir, auth_tokens_file=tokens)
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/steps/batch", json={"steps": []}).status_code == 401
+        labels = {"method": "POST", "route": "/steps/batch", "status": "401"}
+        assert sample(client, REQUESTS, **labels) == 1
+
+
+def test_docs_assets_are_labelled_with_their_mount(client: TestClient) -> None:
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+    labels = {"method": "GET", "route": "/docs/assets", "status": "200"}
+    assert sample(client, REQUESTS, **labels) == 1
+
+
+def test_only_paths_no_route_matches_are_unmatched(client: TestClient) -> None:
+    client.post("/steps/nope", content=b"{}", headers={"content-type": "text/plain"})
+    labels = {"method": "POST", "route": "<unmatched>", "status": "415"}
+    assert sample(client, REQUESTS, **labels) == 1
+
+
 def test_unknown_methods_share_one_label(client: TestClient) -> None:
     client.request("BREW", "/healthz")
     assert "BREW" not in label_values(client, "method")

@@ -23,3 +23,13 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["detail"]
     assert "Traceback" not in response.text
     return body
+
+
+def assert_raw_problem(
+    answer: tuple[int, dict[str, str], bytes], status: int, code: str
+) -> dict[str, Any]:
+    """``assert_problem`` for an answer read from a socket (``server.read_response``);
+    it carries an ``X-Request-ID`` too."""
+    answered, headers, body = answer
+    assert headers.get("x-request-id"), headers
+    return assert_problem(httpx.Response(answered, headers=headers, content=body), status, code)

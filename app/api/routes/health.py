@@ -1,5 +1,9 @@
 """``/healthz`` (the process is alive) and ``/readyz`` (it can do its work).
 
+Neither waits behind step work: liveness is answered on the event loop (it touches
+nothing), readiness on a pool of threads of its own (it looks at the filesystem, and may
+retry what a degraded start could not do).
+
 Readiness is ``503 not_ready`` when no step can succeed: the root is gone, read-only or
 not writable, or an atomic batch a killed process left is not recovered yet. A root whose
 filesystem is full stays ready, ``degraded``: deletes still work there, and they are how
@@ -15,11 +19,19 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import IdempotencyRecords, RootStaging, TrashPurger, WorkspaceRoot
+from app.api.deps import (
+    IdempotencyRecords,
+    ProbePool,
+    RootStaging,
+    TrashPurger,
+    WorkspaceRoot,
+)
 from app.api.examples import ok_examples
 from app.api.problems import problem_response, problem_responses
 from app.idempotency.deferred import DeferredStore
+from app.sandbox import Root
 from app.sandbox.errors import SandboxError
+from app.steps.purger import Purger
 from app.steps.staging import Staging
 
 router = APIRouter(tags=["health"])
@@ -53,8 +65,8 @@ class Readiness(Health):
     response_model_exclude_none=True,
     responses=ok_examples({"alive": {"summary": "The process serves", "value": {"status": "ok"}}}),
 )
-def healthz() -> Health:
-    """The liveness probe."""
+async def healthz() -> Health:
+    """The liveness probe, answered on the event loop."""
     return Health(status="ok")
 
 
@@ -87,12 +99,21 @@ def healthz() -> Health:
             },
         }
     )
-    | problem_responses("not_ready"),
+    | problem_responses("not_ready", "overloaded", "shutting_down"),
 )
-def readyz(
-    root: WorkspaceRoot, staging: RootStaging, store: IdempotencyRecords, purger: TrashPurger
+async def readyz(
+    root: WorkspaceRoot,
+    staging: RootStaging,
+    store: IdempotencyRecords,
+    purger: TrashPurger,
+    pool: ProbePool,
 ) -> JSONResponse:
-    """The readiness probe: checks the workspace root through its open descriptor."""
+    """The readiness probe, on the probe pool."""
+    return await pool.run(lambda _: readiness(root, staging, store, purger))
+
+
+def readiness(root: Root, staging: Staging, store: DeferredStore, purger: Purger) -> JSONResponse:
+    """The readiness answer: checks the workspace root through its open descriptor."""
     try:
         st = os.fstat(root.fd)
         vfs = os.fstatvfs(root.fd)
@@ -127,7 +148,7 @@ def readyz(
     return JSONResponse(body)
 
 
-def _degraded(vfs: os.statvfs_result, staging: RootStaging, store: IdempotencyRecords) -> list[str]:
+def _degraded(vfs: os.statvfs_result, staging: Staging, store: DeferredStore) -> list[str]:
     """What works only in part, each with what it affects."""
     reasons = []
     if vfs.f_bavail == 0 or (vfs.f_files and vfs.f_favail == 0):

@@ -21,6 +21,7 @@ are not kept: the retry runs the step again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -33,8 +34,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from app.api.auth import KARGO_PATH, caller_of
-from app.api.deps import AppSettings, CurrentRequest, IdempotencyRecords, TrashPurger, WorkspaceRoot
+from app.api.deps import (
+    AppSettings,
+    CurrentRequest,
+    IdempotencyRecords,
+    StepPool,
+    TrashPurger,
+    WorkspaceRoot,
+)
 from app.api.examples import ok_examples
+from app.api.pool import Pool
 from app.api.problems import problem_responses, validation_problem
 from app.api.routes.steps import OPTIONAL_BEARER, observe
 from app.idempotency.store import (
@@ -55,6 +64,7 @@ from app.steps.errors import InvalidConfig, StepError
 from app.steps.purger import Purger
 from app.steps.registry import KINDS
 from app.steps.single import outputs, parse_config, run_alone, summary
+from app.steps.stop import Stop
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +213,12 @@ authentication. A body that is not such a request is `400 invalid_step_request`.
         "kargo_token_rejected",
         "request_timeout",
         "payload_too_large",
+        "overloaded",
+        "shutting_down",
         "internal",
     ),
 )
-def execute_step(
+async def execute_step(
     body: Annotated[StepExecuteRequest, Body(openapi_examples=REQUEST_EXAMPLES)],
     request: Request,
     root: WorkspaceRoot,
@@ -214,22 +226,24 @@ def execute_step(
     settings: AppSettings,
     store: IdempotencyRecords,
     record: CurrentRequest,
+    pool: StepPool,
 ) -> Response:
-    """Run the step of ``body``; see the module doc. Blocking: FastAPI runs it in a thread."""
+    """Run the step of ``body`` on the step pool; see the module doc."""
     step, context = body.step, body.context
     alias = step.alias or context.alias or "step"
     config = step.config if step.config is not None else context.config
 
-    def run() -> StepExecuteResponse:
-        return _run(step.kind, config, context.workDir, alias, request, root, purger, record)
+    def run(stop: Stop) -> StepExecuteResponse:
+        return _run(step.kind, config, context.workDir, alias, request, root, purger, record, stop)
 
     if not context.promotionUID:
-        return _json(run())
+        return _json(await pool.run(run))
     what = json.dumps([step.kind, config, context.workDir]).encode()
     digest = fingerprint("POST", KARGO_PATH, what)
     # The config is part of the key: a step whose config changed is another step.
     key = f"kargo:{context.promotionUID}:{alias}:{digest}"
-    return _replayed(store, caller_of(request), key, digest, run, settings.kargo_duplicate_wait)
+    wait = settings.kargo_duplicate_wait
+    return await _replayed(pool, store, caller_of(request), key, digest, run, wait)
 
 
 def _run(
@@ -241,6 +255,7 @@ def _run(
     root: Root,
     purger: Purger,
     record: RequestRecord,
+    stop: Stop,
 ) -> StepExecuteResponse:
     """Translate the request into one step run alone, and its result into an answer."""
     settings = request.app.state.settings
@@ -255,7 +270,7 @@ def _run(
     except (SandboxError, InvalidConfig) as exc:
         return _failed(summary(exc))
     budget = Budget(settings.max_glob_entries)
-    result = run_alone(root, purger, kind, parsed, workspace, alias, budget)
+    result = run_alone(root, purger, kind, parsed, workspace, alias, stop, budget)
     observe(record, workspace, [result])
     return answer_of(result)
 
@@ -294,23 +309,25 @@ def _workspace(work_dir: str | None, roots: tuple[PurePosixPath, ...]) -> str | 
     raise OutsideRoot("context.workDir is not the workspace root or beneath it", path=work_dir)
 
 
-def _replayed(
+async def _replayed(
+    pool: Pool,
     store: IdempotencyStore,
     caller: str,
     key: str,
     request_fingerprint: str,
-    run: Callable[[], StepExecuteResponse],
+    run: Callable[[Stop], StepExecuteResponse],
     wait: float,
 ) -> Response:
     """The kept answer to this step, or ``run``'s (kept if final).
 
     While the step still runs for an earlier request, wait up to ``wait`` seconds for its
     answer, then say ``Running``: any status but 200 would be a final error to Kargo.
+    Waiting holds no thread: each look at the record is a short job of its own.
     """
     deadline = time.monotonic() + wait
     while True:
         try:
-            claim = store.claim(caller, key, request_fingerprint)
+            claim = await pool.run(lambda _: store.claim(caller, key, request_fingerprint))
         except StoreUnavailable as exc:
             return _json(
                 StepExecuteResponse(status="Errored", message=f"{exc.code}: {exc.message}")
@@ -319,7 +336,7 @@ def _replayed(
             assert claim.response is not None
             return Response(claim.response.body, media_type=JSON)
         if claim.outcome is ClaimOutcome.NEW:
-            return _run_claimed(store, caller, key, run)
+            return await pool.run(lambda stop: _run_claimed(store, caller, key, run, stop))
         if claim.outcome is ClaimOutcome.MISMATCH:  # the key holds the fingerprint
             message = "internal: this step's record belongs to another request"
             return _json(StepExecuteResponse(status="Errored", message=message))
@@ -327,14 +344,18 @@ def _replayed(
             message = "this step is still running for an earlier request"
             answer = StepExecuteResponse(status="Running", message=message, retryAfter=RETRY_AFTER)
             return _json(answer)
-        time.sleep(POLL_SECONDS)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def _run_claimed(
-    store: IdempotencyStore, caller: str, key: str, run: Callable[[], StepExecuteResponse]
+    store: IdempotencyStore,
+    caller: str,
+    key: str,
+    run: Callable[[Stop], StepExecuteResponse],
+    stop: Stop,
 ) -> Response:
     try:
-        answer = run()
+        answer = run(stop)
     except BaseException:
         _settle(store.release, caller, key)
         raise

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Response
 from pydantic import BaseModel
 
-from app.api.deps import AppSettings, CurrentRequest, TrashPurger, WorkspaceRoot
+from app.api.deps import AppSettings, CurrentRequest, StepPool, TrashPurger, WorkspaceRoot
 from app.api.examples import ok_examples
 from app.api.problems import (
     error_code,
@@ -31,7 +31,7 @@ from app.sandbox.errors import SandboxError
 from app.sandbox.glob import Budget
 from app.steps.batch import StepResult, run_batch
 from app.steps.delete import DeleteOutcome
-from app.steps.errors import TargetNotFound
+from app.steps.errors import Stopped, TargetNotFound
 from app.steps.registry import DELETE
 from app.steps.single import outputs
 
@@ -178,6 +178,8 @@ STEP_PROBLEMS = (
     "no_space",
     "too_many_open_files",
     "io_error",
+    "overloaded",
+    "shutting_down",
     "internal",
 )
 # Every operation may run with or without a bearer token, as the service is configured.
@@ -206,21 +208,22 @@ workspace is exactly as before. A failed batch answers the failing step's status
     openapi_extra=OPTIONAL_BEARER,
     responses=ok_examples(DELETE_RESULT_EXAMPLES) | problem_responses(*STEP_PROBLEMS),
 )
-def run_delete_step(
+async def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
     purger: TrashPurger,
     settings: AppSettings,
+    pool: StepPool,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    """Run one delete step: a batch of one. Blocking filesystem work: FastAPI runs it in a
-    thread. ``idempotency_key`` is declared for the documentation; the middleware acts on
-    it."""
+    """Run one delete step: a batch of one, on the step pool (blocking filesystem work).
+    ``idempotency_key`` is declared for the documentation; the middleware acts on it."""
     spec = request.to_internal()
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
-    result = run_batch(root, purger, batch, Budget(settings.max_glob_entries))
+    budget = Budget(settings.max_glob_entries)
+    result = await pool.run(lambda stop: run_batch(root, purger, batch, stop, budget))
     observe(record, spec.workspace, result.steps)
     if result.failed is not None:
         assert result.failed.error is not None
@@ -241,20 +244,22 @@ def run_delete_step(
     responses=ok_examples(BATCH_RESULT_EXAMPLES)
     | problem_responses(*STEP_PROBLEMS, "atomic_unsupported"),
 )
-def run_batch_steps(
+async def run_batch_steps(
     request: Annotated[BatchRequest, Body(openapi_examples=BATCH_EXAMPLES)],
     root: WorkspaceRoot,
     purger: TrashPurger,
+    pool: StepPool,
     settings: AppSettings,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    """Run a batch; see the description. Blocking: FastAPI runs it in a thread."""
+    """Run a batch on the step pool; see the description."""
     spec = request.to_internal()
     if len(spec.steps) > settings.max_batch_steps:
         message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
-    result = run_batch(root, purger, spec, Budget(settings.max_glob_entries))
+    budget = Budget(settings.max_glob_entries)
+    result = await pool.run(lambda stop: run_batch(root, purger, spec, stop, budget))
     observe(record, spec.workspace, result.steps)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
@@ -277,6 +282,9 @@ def _json(result: BaseModel, *, exclude_none: bool = False) -> Response:
 
 def _step_result(result: StepResult) -> BatchStepResult:
     """The response form of one step's result."""
+    fields = outputs(result.output)
+    if isinstance(result.error, Stopped):
+        fields = {"deleted": result.error.deleted}
     error = None
     if result.error is not None:
         error = StepFailure(code=error_code(result.error), detail=error_detail(result.error))
@@ -285,7 +293,7 @@ def _step_result(result: StepResult) -> BatchStepResult:
         uses=result.uses,
         status=result.status,
         error=error,
-        **outputs(result.output),
+        **fields,
     )
 
 
@@ -299,6 +307,9 @@ def observe(record: RequestRecord, workspace: str | None, steps: list[StepResult
             for entry in step.output.absent:
                 record.absent(entry)
         error = step.error
+        if isinstance(error, Stopped):
+            for path in error.deleted:
+                record.deleted(path)
         if isinstance(error, TargetNotFound):
             for entry in error.missing:
                 record.failed(entry, error.code)

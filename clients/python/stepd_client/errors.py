@@ -8,9 +8,9 @@
     ├── UnexpectedResponse     an answer that is neither the result nor a problem
     └── ProblemError           a problem+json answer: code, detail, problem
         ├── InvalidRequest       invalid_request, unsupported_media_type, payload_too_large,
-        │                        request_timeout, invalid_idempotency_key,
-        │                        idempotency_key_reused, invalid_step_request; or
-        │                        refused before sending
+        │                        request_timeout, headers_too_large,
+        │                        invalid_idempotency_key, idempotency_key_reused,
+        │                        invalid_step_request; or refused before sending
         ├── Unauthorized         unauthorized, kargo_token_rejected
         ├── Conflict             idempotency_key_in_flight (retried first)
         ├── InvalidPath          invalid_path, path_outside_workspace, invalid_glob,
@@ -20,7 +20,7 @@
         ├── FilesystemFailure    permission_denied, read_only_filesystem, busy, no_space,
         │                        too_many_open_files, io_error, atomic_unsupported,
         │                        cross_device
-        ├── Unavailable          not_ready
+        ├── Unavailable          not_ready, overloaded, shutting_down (retried first)
         ├── UnsupportedOperation route_not_found, method_not_allowed, http_error
         └── InternalError        internal
 
@@ -167,7 +167,7 @@ class FilesystemFailure(ProblemError):
 
 
 class Unavailable(ProblemError):
-    """The service is not ready."""
+    """The service is not ready, at capacity, or shutting down (retried, being 5xx)."""
 
 
 class UnsupportedOperation(ProblemError):
@@ -183,6 +183,7 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "unsupported_media_type": InvalidRequest,
     "payload_too_large": InvalidRequest,
     "request_timeout": InvalidRequest,
+    "headers_too_large": InvalidRequest,
     "unauthorized": Unauthorized,
     "kargo_token_rejected": Unauthorized,
     "invalid_step_request": InvalidRequest,
@@ -207,6 +208,8 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "too_many_open_files": FilesystemFailure,
     "io_error": FilesystemFailure,
     "not_ready": Unavailable,
+    "overloaded": Unavailable,
+    "shutting_down": Unavailable,
     "route_not_found": UnsupportedOperation,
     "method_not_allowed": UnsupportedOperation,
     "http_error": UnsupportedOperation,
