@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.pool import Pool
 from app.api.routes.kargo import _replayed, answer_of
 from app.idempotency.sqlite import SQLiteStore
 from app.main import create_app
@@ -20,6 +22,7 @@ from app.settings import ConfigError, Settings
 from app.steps.batch import StepResult, StepStatus
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import TargetNotFound
+from app.steps.stop import Stop
 from tests.support.problems import assert_problem
 
 PATH = "/api/v1/step.execute"
@@ -231,6 +234,20 @@ def test_a_store_that_cannot_keep_the_record_is_errored_and_runs_nothing(
         assert client.post(PATH, json=step({"path": "out"})).json()["status"] == "Succeeded"
 
 
+def replayed(store: SQLiteStore, run: Callable[[Stop], StepExecuteResponse]) -> bytes:
+    """The body ``_replayed`` answers for key ``key``, on a pool of its own, not waiting."""
+
+    async def answer() -> bytes:
+        pool = Pool("test", workers=1, queue=4)
+        try:
+            response = await _replayed(pool, store, "kargo-agent", "key", "fp", run, wait=0)
+        finally:
+            await pool.close(1.0)
+        return bytes(response.body)
+
+    return asyncio.run(answer())
+
+
 def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "records.sqlite3", timedelta(hours=1))
     answers = iter(
@@ -240,10 +257,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
             StepExecuteResponse(status="Succeeded", output={"deleted": []}),
         ]
     )
-    given = [
-        _replayed(store, "kargo-agent", "key", "fp", lambda: next(answers), wait=0).body
-        for _ in range(3)
-    ]
+    given = [replayed(store, lambda _: next(answers)) for _ in range(3)]
     store.close()
     assert [StepExecuteResponse.model_validate_json(body).status for body in given] == [
         "Errored",
@@ -256,7 +270,7 @@ def test_errored_answers_are_not_kept_final_ones_are(tmp_path: Path) -> None:
 def test_a_request_already_running_is_answered_running(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "records.sqlite3", timedelta(hours=1))
     store.claim("kargo-agent", "key", "fp")
-    body = _replayed(store, "kargo-agent", "key", "fp", lambda: pytest.fail("ran"), wait=0).body
+    body = replayed(store, lambda _: pytest.fail("ran"))
     store.close()
     assert StepExecuteResponse.model_validate_json(body) == StepExecuteResponse(
         status="Running",
