@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.small_requests
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.glob_walks
 
 clean:
 	rm -rf $(VENV) node_modules .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "at a safe point, before it is stopped inside the entry it is removing.",
     )
     max_batch_steps: int = Field(1000, ge=1, description="Most steps one batch may hold.")
+    max_glob_entries: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most directory entries one request's glob patterns may visit (an entry "
+        "compared with several patterns counts once for each); past it, "
+        "`422 glob_too_broad` before anything is deleted.",
+    )
     state_dir: Path | None = Field(
         None,
         description="Where stepd keeps its state (idempotency records); default "

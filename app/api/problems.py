@@ -50,6 +50,7 @@ CATALOG: dict[str, ProblemKind] = {
     "too_many_segments": ProblemKind(422, "A path or pattern has more segments than allowed"),
     "path_outside_workspace": ProblemKind(422, "The path leads outside the workspace"),
     "invalid_glob": ProblemKind(422, "The glob pattern cannot be parsed"),
+    "glob_too_broad": ProblemKind(422, "The glob patterns would visit too many entries"),
     "symlink_loop": ProblemKind(422, "Too many levels of symbolic links"),
     "name_too_long": ProblemKind(422, "A path component is too long"),
     "not_found": ProblemKind(404, "A strict target does not exist"),
@@ -147,6 +148,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "path_outside_workspace": {"detail": "path climbs out of the workspace", "path": "../x"},
     "invalid_glob": {"detail": "pattern 'a[' has an unclosed '['", "path": "a["},
+    "glob_too_broad": {
+        "detail": "the glob patterns visit more than the 1000000 entries a request may; "
+        "narrow them (nothing was deleted)"
+    },
     "not_found": {
         "detail": "strict mode: nothing matches 'out'; nothing was deleted",
         "missing": ["out"],

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from app.sandbox.errors import SandboxError
-from app.sandbox.glob import compile_pattern
+from app.sandbox.glob import compile_patterns
 from app.sandbox.paths import split
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -36,7 +36,7 @@ def _check_target(value: str, info: ValidationInfo) -> str:
     """
     try:
         if info.data.get("pathsAreGlobs"):
-            compile_pattern(value)
+            compile_patterns([value])
         else:
             split(value)
     except SandboxError as exc:

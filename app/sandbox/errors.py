@@ -9,10 +9,12 @@ snake_case ``code`` that outer layers map to their own vocabulary (HTTP statuses
     │   └── TooManySegments      more segments than allowed
     ├── OutsideRoot          resolving it would leave the root (``..``, a symlink, a mount)
     ├── InvalidPattern       a glob pattern that cannot be parsed
+    ├── GlobTooBroad         glob patterns that would visit more entries than allowed
     └── FilesystemError      the filesystem refused (wraps an ``OSError``)
         ├── PermissionDenied     EACCES, EPERM
         ├── ReadOnlyFilesystem   EROFS
         ├── Busy                 EBUSY, ETXTBSY, or a concurrent change that kept us from finishing
+        │                        (ENOTDIR, EISDIR where we had seen the other kind)
         ├── SymlinkLoop          ELOOP: too many symbolic links while resolving
         ├── NameTooLong          ENAMETOOLONG
         ├── NoSpace              ENOSPC, EDQUOT
@@ -21,11 +23,15 @@ snake_case ``code`` that outer layers map to their own vocabulary (HTTP statuses
         └── IOFailure            EIO and anything else the kernel reported
 
 Messages name paths relative to the root only: the root's own location never leaks.
+``path`` and the paths in messages are ``paths.printable``: safe in JSON and logs, even
+for a name that is not valid UTF-8.
 """
 
 from __future__ import annotations
 
 import errno
+
+from app.sandbox.names import printable
 
 
 class SandboxError(Exception):
@@ -36,7 +42,7 @@ class SandboxError(Exception):
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)
         self.message = message
-        self.path = path
+        self.path = printable(path)
 
 
 class InvalidPath(SandboxError):
@@ -67,6 +73,12 @@ class InvalidPattern(SandboxError):
     """A glob pattern that cannot be parsed (unclosed ``[`` or ``{``, dangling ``\\``...)."""
 
     code = "invalid_glob"
+
+
+class GlobTooBroad(SandboxError):
+    """The request's glob walks would visit more entries than their budget allows."""
+
+    code = "glob_too_broad"
 
 
 class FilesystemError(SandboxError):
@@ -122,6 +134,10 @@ _BY_ERRNO: dict[int, type[FilesystemError]] = {
     errno.EBUSY: Busy,
     errno.ETXTBSY: Busy,
     errno.ENOTEMPTY: Busy,
+    # Every place that can meet a file where it saw a directory (or the reverse) handles
+    # it; should one still surface, the entry changed kind under us: a retry may succeed.
+    errno.ENOTDIR: Busy,
+    errno.EISDIR: Busy,
     errno.ELOOP: SymlinkLoop,
     errno.ENAMETOOLONG: NameTooLong,
     errno.ENOSPC: NoSpace,
@@ -137,5 +153,5 @@ def from_os_error(exc: OSError, path: str, action: str) -> FilesystemError:
     err = exc.errno or 0
     cls = _BY_ERRNO.get(err, IOFailure)
     reason = exc.strerror or errno.errorcode.get(err, "unknown error")
-    where = f" {path!r}" if path else ""
+    where = f" '{printable(path)}'" if path else ""
     return cls(f"cannot {action}{where}: {reason}", path=path, err=err)

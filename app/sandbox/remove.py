@@ -2,8 +2,13 @@
 
 Unlike ``shutil.rmtree`` in Python 3.11 this never recurses (a tree 100 000 levels deep is
 fine), never follows a symlink, never crosses a mount point, never opens a FIFO or device,
-and keeps a bounded number of descriptors open: deep levels are closed and re-reached
-through ``..``, checked against the device and inode we remembered on the way down.
+and keeps a bounded number of descriptors open (``fd.DirStack``): the shallow levels of a
+deep branch are closed and re-reached through ``..``, checked against the device and inode
+remembered on the way down.
+
+Concurrent changes end cleanly: an entry swapped for a directory, or a directory for
+something else, is removed as whatever it is now; a tree moved away while being walked is
+``Busy``.
 
 A caller that must not hog the machine (the background purger) passes ``pace``: it is
 called after every entry removed, and may sleep, or raise to stop the removal there.
@@ -17,15 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.sandbox.errors import Busy, from_os_error
-from app.sandbox.fd import (
-    CLOSED,
-    OPEN_LEVELS,
-    DirOpener,
-    IsSymlink,
-    Missing,
-    identity,
-    reopen_parent,
-)
+from app.sandbox.fd import DirOpener, DirStack, IsSymlink, Level, Missing, identity
 
 Pace = Callable[[], None]
 
@@ -35,10 +32,8 @@ def no_pace() -> None:
 
 
 @dataclass
-class _Level:
-    fd: int
-    name: str
-    identity: tuple[int, int]
+class _Level(Level):
+    name: str = ""
     subdirs: list[str] | None = None
 
 
@@ -48,50 +43,42 @@ def remove_tree(
     """Remove directory ``name`` of ``parent_fd`` and everything in it, calling ``pace``
     after each entry removed.
 
-    Raises ``IsSymlink``/``Missing`` if ``name`` is not a directory when we open it,
-    ``OutsideRoot`` when a mount point lies inside, ``FilesystemError`` otherwise.
+    Raises ``IsSymlink``/``Missing`` if ``name`` is not a directory when we open it, or is
+    not one any more when we come to remove it emptied (it was swapped for something else:
+    the caller looks again), ``OutsideRoot`` when a mount point lies inside,
+    ``FilesystemError`` otherwise.
     """
-    levels = [_open_level(opener, parent_fd, name, path)]
+    levels: DirStack[_Level] = DirStack()
+    levels.push(_open_level(opener, parent_fd, name, path))
     try:
         while levels:
-            level = levels[-1]
+            level = levels.top
             if level.subdirs is None:
                 level.subdirs = _unlink_files(level.fd, path, pace)
             if level.subdirs:
                 child = level.subdirs.pop()
                 try:
-                    levels.append(_open_level(opener, level.fd, child, path))
-                except Missing:
-                    continue
-                except IsSymlink:
-                    _unlink(level.fd, child, path)
-                    continue
-                if len(levels) > OPEN_LEVELS:
-                    shallow = levels[-OPEN_LEVELS - 1]
-                    os.close(shallow.fd)
-                    shallow.fd = CLOSED
+                    levels.push(_open_level(opener, level.fd, child, path))
+                except (IsSymlink, Missing):
+                    # Not a directory (any more): whatever it is now goes as it is.
+                    if not _unlink(level.fd, child, path):
+                        raise Busy("an entry kept changing while being deleted", path) from None
                 continue
-            levels.pop()
-            if levels:
-                parent = levels[-1]
-                if parent.fd == CLOSED:
-                    parent.fd = reopen_parent(level.fd, parent.identity, path)
-                container = parent.fd
-            else:
-                container = parent_fd
-            os.close(level.fd)
-            level.fd = CLOSED
-            _rmdir(container, level.name, path)
+            levels.pop(path)
+            container = levels.top.fd if levels else parent_fd
+            if not _rmdir(container, level.name, path):
+                if not levels:
+                    raise Missing(level.name)
+                if not _unlink(container, level.name, path):
+                    raise Busy("an entry kept changing while being deleted", path)
             pace()
     finally:
-        for level in levels:
-            if level.fd != CLOSED:
-                os.close(level.fd)
+        levels.close()
 
 
 def _open_level(opener: DirOpener, dir_fd: int, name: str, path: str) -> _Level:
     fd = opener.open_dir(dir_fd, name, path=path)
-    return _Level(fd, name, identity(fd))
+    return _Level(fd, identity(fd), name)
 
 
 def _unlink_files(fd: int, path: str, pace: Pace) -> list[str]:
@@ -122,12 +109,17 @@ def _unlink(dir_fd: int, name: str, path: str) -> bool:
     return True
 
 
-def _rmdir(dir_fd: int, name: str, path: str) -> None:
+def _rmdir(dir_fd: int, name: str, path: str) -> bool:
+    """Remove the emptied directory ``name``. False when ``name`` is no longer a directory:
+    ours was swapped with something else, which is now in its place."""
     try:
         os.rmdir(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+    except NotADirectoryError:
+        return False
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise Busy("entries were added while the directory was being deleted", path) from None
         raise from_os_error(exc, path, "delete directory") from None
+    return True

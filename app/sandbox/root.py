@@ -18,6 +18,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -32,21 +33,23 @@ from app.sandbox.errors import (
     from_os_error,
 )
 from app.sandbox.fd import (
-    CLOSED,
     DIR_FLAGS,
-    OPEN_LEVELS,
     STRICT_RESOLVE,
     DirOpener,
+    DirStack,
     IsSymlink,
+    Level,
     Missing,
     identity,
     lstat_at,
-    reopen_parent,
 )
+from app.sandbox.glob import Budget
+from app.sandbox.names import printable
 from app.sandbox.openat2 import openat2, probe
 from app.sandbox.paths import Parts, join, split
 from app.sandbox.remove import Pace, no_pace, remove_tree
 from app.sandbox.rename import rename_noreplace
+from app.sandbox.reserved import ReservedNames
 
 # As Linux's own limit on symlinks followed during one lookup.
 MAX_SYMLINKS = 40
@@ -83,7 +86,7 @@ class Root:
 
     def __init__(self, fd: int, *, reserved: frozenset[str], use_openat2: bool) -> None:
         self._fd = fd
-        self._reserved = reserved
+        self._reserved = ReservedNames(fd, reserved)
         self._opener = DirOpener(fd, use_openat2=use_openat2)
 
     @classmethod
@@ -94,7 +97,8 @@ class Root:
         reserved: frozenset[str] = frozenset(),
         use_openat2: bool | None = None,
     ) -> Root:
-        """Open the directory at ``path``; ``reserved`` top-level names stay unreachable.
+        """Open the directory at ``path``; ``reserved`` top-level names stay unreachable,
+        however the filesystem lets them be spelt (see ``reserved.py``).
 
         ``use_openat2=None`` uses ``openat2`` when the kernel allows it.
         """
@@ -133,10 +137,11 @@ class Root:
         The child must be a real directory on the same mount: a symlink or a mount point
         is refused with ``OutsideRoot``. ``create`` makes it first (mode 0700) if missing.
         """
-        if "/" in name or name in ("", ".", "..") or name in self._reserved:
+        if "/" in name or name in ("", ".", "..") or self._reserved.spelled(name):
             raise InvalidPath(f"{name!r} is not a valid workspace name", path=name)
         if create:
             _mkdir(self._fd, name)
+        self._refuse_top(name, name)
         try:
             fd = self._opener.open_dir(self._fd, name, path=name)
         except IsSymlink:
@@ -153,7 +158,7 @@ class Root:
         directory on the root's own mount: a symlink, a mount point or anything else in its
         place is refused with ``OutsideRoot``.
         """
-        if name not in self._reserved:
+        if not self._reserved.spelled(name):
             raise InvalidPath(f"{name!r} is not a reserved name", path=name)
         if create:
             _mkdir(self._fd, name)
@@ -176,7 +181,7 @@ class Root:
         regular file there is refused with ``OutsideRoot``. Absent and not created:
         ``FileNotFoundError``'s ``SandboxError``.
         """
-        if "/" in name or name in ("", ".", "..") or name in self._reserved:
+        if "/" in name or name in ("", ".", "..") or self._reserved.spelled(name):
             raise InvalidPath(f"{name!r} is not a file name of this directory", path=name)
         try:
             # O_NONBLOCK: a FIFO planted there must not block the open.
@@ -206,7 +211,7 @@ class Root:
     def names(self) -> list[str]:
         """The names in the root directory itself, sorted (reserved ones left out)."""
         try:
-            return sorted(name for name in os.listdir(self._fd) if name not in self._reserved)
+            return sorted(name for name in os.listdir(self._fd) if not self._reserved.spelled(name))
         except OSError as exc:
             raise from_os_error(exc, "", "list directory") from None
 
@@ -231,7 +236,7 @@ class Root:
             return False
         parent_fd, real_parent = located
         try:
-            leaf = self._leaf(parts, real_parent)
+            leaf = self._leaf(parts, real_parent, parent_fd)
             os.rename(leaf, name, src_dir_fd=parent_fd, dst_dir_fd=dest.fd)
         except (FileNotFoundError, NotADirectoryError) as exc:
             if lstat_at(parent_fd, leaf, real_path) is None:
@@ -259,7 +264,7 @@ class Root:
             return False
         parent_fd, real_parent = located
         try:
-            leaf = self._leaf(parts, real_parent)
+            leaf = self._leaf(parts, real_parent, parent_fd)
             rename_noreplace(src.fd, name, parent_fd, leaf)
             os.utime(parent_fd, ns=parent_times)
         except (FileExistsError, FileNotFoundError):
@@ -290,6 +295,7 @@ class Root:
             st = lstat_at(parent_fd, leaf, path)
             if st is None:
                 return None
+            self._refuse_reserved(real_parent, leaf, st, path)
             kind = _kind(st.st_mode)
             self._check_mounts(parent_fd, leaf, path)
             parent = os.fstat(parent_fd)
@@ -318,27 +324,58 @@ class Root:
             return False
         parent_fd, real_parent = located
         try:
-            return self._remove_leaf(parent_fd, self._leaf(parts, real_parent), path, pace)
+            leaf = self._leaf(parts, real_parent)
+            return self._remove_leaf(parent_fd, leaf, real_parent, path, pace)
         finally:
             os.close(parent_fd)
 
     def glob(self, pattern: str) -> list[str]:
         """Top-most entries matching the doublestar ``pattern`` (see ``glob.py``), sorted."""
-        return _glob.glob(self._opener, self._fd, pattern, self._reserved)
+        return self.glob_all([pattern])[0]
 
-    def _leaf(self, parts: Parts, real_parent: Parts) -> str:
+    def glob_all(self, patterns: Sequence[str], budget: Budget | None = None) -> list[list[str]]:
+        """The top-most matches of each of ``patterns``, found in one walk of the tree.
+
+        ``budget`` bounds the walk's work (``GlobTooBroad`` past it); None: unbounded.
+        """
+        return _glob.glob(self._opener, self._fd, patterns, self._reserved, budget)
+
+    def _leaf(self, parts: Parts, real_parent: Parts, parent_fd: int | None = None) -> str:
+        """``parts[-1]``, refused if it is reserved: by its spelling, and given its parent
+        ``parent_fd``, by what it is (see ``reserved.py``)."""
         leaf = parts[-1]
-        if not real_parent and leaf in self._reserved:
+        if not real_parent and self._reserved.spelled(leaf):
             raise InvalidPath(f"{leaf!r} is reserved", path=join(parts))
+        if parent_fd is not None and not real_parent and self._reserved.names:
+            path = join(parts)
+            self._refuse_reserved(real_parent, leaf, lstat_at(parent_fd, leaf, path), path)
         return leaf
 
-    def _remove_leaf(self, parent_fd: int, leaf: str, path: str, pace: Pace) -> bool:
+    def _refuse_top(self, name: str, path: str) -> None:
+        """``InvalidPath`` when the top-level ``name`` is reserved (checked before opening
+        it: one ``lstat`` in a root that reserves names)."""
+        if self._reserved.spelled(name):
+            raise InvalidPath(f"{name!r} is reserved", path=path)
+        if self._reserved.names:
+            self._refuse_reserved((), name, lstat_at(self._fd, name, path), path)
+
+    def _refuse_reserved(
+        self, real_parent: Parts, leaf: str, st: os.stat_result | None, path: str
+    ) -> None:
+        """``InvalidPath`` when ``leaf`` (``st``: its lstat) is a reserved directory."""
+        if not real_parent and self._reserved.holds(leaf, st):
+            raise InvalidPath(f"'{printable(leaf)}' is reserved", path=path)
+
+    def _remove_leaf(
+        self, parent_fd: int, leaf: str, real_parent: Parts, path: str, pace: Pace
+    ) -> bool:
         # Each pass re-inspects the leaf: it may be swapped (file <-> directory <-> symlink)
         # between our stat and our unlink; three passes bound a hostile flip-flop.
         for _ in range(3):
             st = lstat_at(parent_fd, leaf, path)
             if st is None:
                 return False
+            self._refuse_reserved(real_parent, leaf, st, path)
             self._check_mounts(parent_fd, leaf, path)
             try:
                 if stat.S_ISDIR(st.st_mode):
@@ -381,9 +418,10 @@ class Root:
         dirs = parts[:-1]
         if not dirs:
             return os.dup(self._fd), ()
-        if dirs[0] in self._reserved:
-            raise InvalidPath(f"{dirs[0]!r} is reserved", path=join(parts))
         if self._opener.use_openat2:
+            # The walk checks each top-level directory before it opens it; openat2 opens
+            # the first one unseen, so it is checked here.
+            self._refuse_top(dirs[0], join(parts))
             try:
                 return openat2(self._fd, join(dirs), DIR_FLAGS, STRICT_RESOLVE), dirs
             except OSError as exc:
@@ -399,7 +437,7 @@ class Root:
 
     def _walk(self, dirs: Parts, path: str, follow: bool) -> tuple[int, Parts] | None:
         pending = list(reversed(dirs))
-        stack: list[_Step] = []
+        stack: DirStack[_Step] = DirStack()
         links = 0
         try:
             while pending:
@@ -409,21 +447,14 @@ class Root:
                 if name == "..":
                     if not stack:
                         raise OutsideRoot("a symbolic link leads out of the workspace", path)
-                    top = stack.pop()
-                    if stack and stack[-1].fd == CLOSED:
-                        stack[-1].fd = reopen_parent(top.fd, stack[-1].identity, path)
-                    os.close(top.fd)
+                    stack.pop(path)
                     continue
-                if not stack and name in self._reserved:
-                    raise InvalidPath(f"{name!r} is reserved", path=path)
-                current = stack[-1].fd if stack else self._fd
+                if not stack:
+                    self._refuse_top(name, path)
+                current = stack.top.fd if stack else self._fd
                 try:
                     fd = self._opener.open_dir(current, name, path=path)
-                    stack.append(_Step(fd, name, identity(fd)))
-                    if len(stack) > OPEN_LEVELS:
-                        shallow = stack[-OPEN_LEVELS - 1]
-                        os.close(shallow.fd)
-                        shallow.fd = CLOSED
+                    stack.push(_Step(fd, identity(fd), name))
                 except Missing:
                     return None
                 except IsSymlink:
@@ -441,21 +472,16 @@ class Root:
                         ) from None
                     pending.extend(reversed(target.split("/")))
             real = tuple(step.name for step in stack)
-            fd = stack.pop().fd if stack else os.dup(self._fd)
-            return fd, real
+            return (stack.take() if stack else os.dup(self._fd)), real
         finally:
-            for step in stack:
-                if step.fd != CLOSED:
-                    os.close(step.fd)
+            stack.close()
 
 
 @dataclass
-class _Step:
-    """A directory the component walk went through; ``fd`` is CLOSED when far above."""
+class _Step(Level):
+    """A directory the component walk went through."""
 
-    fd: int
-    name: str
-    identity: tuple[int, int]
+    name: str = ""
 
 
 def _mkdir(dir_fd: int, name: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 from app.models.internal import BatchRequest, BatchStep
 from app.sandbox import Entry, Root
 from app.sandbox.errors import Busy, IOFailure, NoSpace, SandboxError, TooManyOpenFiles
+from app.sandbox.glob import Budget
 from app.sandbox.remove import Pace
 from app.steps.context import (
     Incomplete,
@@ -95,8 +96,15 @@ def status_of(exc: Exception) -> StepStatus:
     return StepStatus.ERRORED
 
 
-def run_batch(root: Root, purger: Purger, request: BatchRequest, stop: Stop = NEVER) -> BatchResult:
-    """Run ``request``'s steps in its workspace; see the module doc for the rules.
+def run_batch(
+    root: Root,
+    purger: Purger,
+    request: BatchRequest,
+    stop: Stop = NEVER,
+    budget: Budget | None = None,
+) -> BatchResult:
+    """Run ``request``'s steps in its workspace; see the module doc for the rules. The
+    steps' glob walks share ``budget`` (None: unbounded).
 
     Raises the staging area's error when a killed process's batch cannot be recovered
     yet: no step runs over a half-done atomic batch."""
@@ -111,7 +119,7 @@ def run_batch(root: Root, purger: Purger, request: BatchRequest, stop: Stop = NE
             except (SandboxError, StepError) as exc:
                 result = _not_run(request, exc)
             else:
-                result = _run_locked(root, _Removal(txn, detachment, stop), request)
+                result = _run_locked(root, _Removal(txn, detachment, stop), request, budget)
     finally:
         if txn is not None and txn.created:
             _dispose(purger, stop, txn.id)
@@ -138,7 +146,9 @@ def _not_run(request: BatchRequest, exc: Exception) -> BatchResult:
     return BatchResult([failed, *skipped], failed, rolled_back=request.atomic)
 
 
-def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchResult:
+def _run_locked(
+    root: Root, removal: _Removal, request: BatchRequest, budget: Budget | None
+) -> BatchResult:
     results: list[StepResult] = []
     failed: StepResult | None = None
     with Workspace(root, request.workspace) as workspace:
@@ -149,7 +159,7 @@ def _run_locked(root: Root, removal: _Removal, request: BatchRequest) -> BatchRe
             if removal.stop.requested:
                 result = StepResult(step.alias, step.uses, StepStatus.ERRORED, error=Stopped())
             else:
-                result = _run_step(step, workspace, removal)
+                result = _run_step(step, workspace, removal, budget)
             results.append(result)
             stops = isinstance(result.error, Stopped)
             if result.error is not None and (stops or not step.continue_on_error):
@@ -178,12 +188,14 @@ def _roll_back(txn: Transaction) -> bool:
         return False
 
 
-def _run_step(step: BatchStep, workspace: Workspace, removal: _Removal) -> StepResult:
+def _run_step(
+    step: BatchStep, workspace: Workspace, removal: _Removal, budget: Budget | None
+) -> StepResult:
     output = None
     try:
         opened = workspace.get()
         remove = _nothing if opened is None else removal.remover(opened, workspace.name)
-        output = KINDS[step.uses].run(StepContext(opened, remove), step.config)
+        output = KINDS[step.uses].run(StepContext(opened, remove, budget), step.config)
     except Exception as exc:
         error = exc
         if isinstance(exc, Incomplete):

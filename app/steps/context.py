@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.sandbox import Entry, Root
+from app.sandbox.glob import Budget
 from app.sandbox.remove import Pace
 from app.steps.errors import Stopped
 from app.steps.stop import NEVER, Stop, urgent_pace
@@ -29,10 +30,12 @@ RemoveOne = Callable[[Entry, Pace], None]
 
 @dataclass(frozen=True)
 class StepContext:
-    """A step's workspace (None: it does not exist) and the runner's way of removing."""
+    """A step's workspace (None: it does not exist), the runner's way of removing, and
+    what is left of the request's glob budget (None: unbounded)."""
 
     workspace: Root | None
     remove: Remove
+    budget: Budget | None = None
 
 
 class RemovalFailed(Exception):

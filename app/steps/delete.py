@@ -3,17 +3,22 @@
 A missing target is success (as ``rm -f``); ``strict`` makes it a failure. Every entry is
 resolved before anything is deleted, so a strict failure or a refused entry deletes
 nothing; an entry that vanishes during deletion (a parent listed earlier, a concurrent
-request) is not an error.
+request) is not an error. A step's glob patterns are matched in one walk, within the
+request's ``Budget``.
+
+Deleted paths are reported ``printable`` (a name that is not valid UTF-8 escaped).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from app.models.internal import DeleteConfig
 from app.sandbox import Entry, Root
-from app.sandbox.glob import compile_pattern
+from app.sandbox.glob import Budget, compile_patterns
+from app.sandbox.names import printable
 from app.sandbox.paths import join, split
 from app.steps.context import Incomplete, RemovalFailed, StepContext
 from app.steps.errors import TargetNotFound
@@ -28,6 +33,16 @@ class DeletePlan:
     targets: list[Entry] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
 
+    def outcome(self, removed: Collection[str] | None = None) -> DeleteOutcome:
+        """What applying the plan deleted, as reported: every target, or only those whose
+        paths are in ``removed`` (when removal stopped partway)."""
+        deleted = [
+            printable(entry.path)
+            for entry in self.targets
+            if removed is None or entry.path in removed
+        ]
+        return DeleteOutcome(deleted, self.absent)
+
 
 @dataclass(frozen=True)
 class DeleteOutcome:
@@ -35,13 +50,16 @@ class DeleteOutcome:
     absent: list[str]
 
 
-def plan_delete(workspace: Root | None, config: DeleteConfig) -> DeletePlan:
-    """Resolve every entry of ``config`` in ``workspace`` (None: it does not exist).
+def plan_delete(
+    workspace: Root | None, config: DeleteConfig, budget: Budget | None = None
+) -> DeletePlan:
+    """Resolve every entry of ``config`` in ``workspace`` (None: it does not exist), glob
+    patterns within ``budget`` (None: unbounded).
 
     Raises ``TargetNotFound`` in strict mode when something matched nothing, and the
     sandbox's errors for entries that must not be touched.
     """
-    plan = _PlanBuilder(workspace, config).build()
+    plan = _PlanBuilder(workspace, config, budget).build()
     if config.strict and plan.absent:
         raise TargetNotFound(plan.absent)
     for missing in plan.absent:
@@ -54,34 +72,36 @@ def run_delete(context: StepContext, config: DeleteConfig) -> DeleteOutcome:
 
     A failure while removing raises ``Incomplete`` with what was deleted before it (a
     shutdown's ``Stopped`` lists that itself)."""
-    plan = plan_delete(context.workspace, config)
-    if not plan.targets:
-        return DeleteOutcome(deleted=[], absent=plan.absent)
-    try:
-        context.remove(plan.targets)
-    except RemovalFailed as failed:
-        removed = set(failed.removed)
-        deleted = [entry.path for entry in plan.targets if entry.path in removed]
-        outcome = DeleteOutcome(deleted=deleted, absent=plan.absent)
-        raise Incomplete(failed.cause, outcome) from failed.cause
-    return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
+    plan = plan_delete(context.workspace, config, context.budget)
+    if plan.targets:
+        try:
+            context.remove(plan.targets)
+        except RemovalFailed as failed:
+            raise Incomplete(failed.cause, plan.outcome(failed.removed)) from failed.cause
+    return plan.outcome()
 
 
 class _PlanBuilder:
     """Builds a ``DeletePlan``, keeping one target per real entry however it is spelt."""
 
-    def __init__(self, workspace: Root | None, config: DeleteConfig) -> None:
+    def __init__(self, workspace: Root | None, config: DeleteConfig, budget: Budget | None) -> None:
         self.workspace = workspace
         self.config = config
+        self.budget = budget
         self.plan = DeletePlan()
         self.seen: set[tuple[int, int, str]] = set()
 
     def build(self) -> DeletePlan:
-        for entry in self.config.paths:
-            if self.config.globs:
-                self._add_pattern(entry)
-            else:
-                self._add_path(entry)
+        if not self.config.globs:
+            for path in self.config.paths:
+                self._add_path(path)
+        elif self.workspace is None:
+            compile_patterns(self.config.paths)
+            self.plan.absent.extend(self.config.paths)
+        else:
+            found = self.workspace.glob_all(self.config.paths, self.budget)
+            for pattern, matches in zip(self.config.paths, found, strict=True):
+                self._add_pattern(pattern, matches)
         return self.plan
 
     def _add_path(self, path: str) -> None:
@@ -89,12 +109,7 @@ class _PlanBuilder:
         if not self._add_target(normalised):
             self.plan.absent.append(normalised)
 
-    def _add_pattern(self, pattern: str) -> None:
-        if self.workspace is None:
-            compile_pattern(pattern)
-            matches: list[str] = []
-        else:
-            matches = self.workspace.glob(pattern)
+    def _add_pattern(self, pattern: str, matches: list[str]) -> None:
         found = False
         for match in matches:
             found = self._add_target(match) or found

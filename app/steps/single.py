@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from app.models import internal, v1
 from app.sandbox import Root
 from app.sandbox.errors import SandboxError
+from app.sandbox.glob import Budget
 from app.steps.batch import StepResult, run_batch, status_of
 from app.steps.errors import InvalidConfig, StepError
 from app.steps.purger import Purger
@@ -57,9 +58,10 @@ def run_alone(
     workspace: str | None,
     alias: str,
     stop: Stop = NEVER,
+    budget: Budget | None = None,
 ) -> StepResult:
     """Run one step of ``kind`` (``config`` from ``parse_config``) in ``workspace``;
-    ``stop`` as for ``run_batch``.
+    ``stop`` and ``budget`` as for ``run_batch``.
 
     Never raises for what a step can meet: a failure to even start (a staging area left
     unrecovered) is the step's result too.
@@ -67,7 +69,7 @@ def run_alone(
     step = internal.BatchStep(alias=alias, uses=kind.uses, config=config)
     request = internal.BatchRequest(API_VERSION, workspace, atomic=False, steps=(step,))
     try:
-        return run_batch(root, purger, request, stop).steps[0]
+        return run_batch(root, purger, request, stop, budget).steps[0]
     except (SandboxError, StepError) as exc:
         return StepResult(alias, kind.uses, status_of(exc), error=exc)
 

@@ -1,14 +1,17 @@
 """A seeded workspace beside an ``outside`` directory, and a real server over it.
 
 The tree holds what an attacker would aim at: symlinks to ``outside`` (absolute, relative,
-through chains), to ``/`` and to ``..``, loops, a dangling link, and the reserved ``.stepd``
-area. ``seed_workspace`` re-creates whatever a request deleted, so every request meets
-the whole tree; ``outside`` is created once and never re-created, so a request that
-changed it cannot be hidden.
+through chains), to ``/`` and to ``..``, loops, a dangling link, the reserved ``.stepd``
+area, names that are not valid UTF-8, and a tree 70 levels deep that forks at every level
+(past the descriptors a walk keeps open). ``seed_workspace`` re-creates whatever a request
+deleted, so every request meets the whole tree; ``outside`` is created once and never
+re-created, so a request that changed it cannot be hidden.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from app.steps.workspace import RESERVED_NAME
 from tests.support.server import Server, serve
 from tests.support.snapshot import Snapshot, changes, snapshot
 from tests.support.trash import trash_emptied
+from tests.support.trees import BranchingTree, build_branching_tree
 
 # Requests each suite sent, by what it was testing: printed at the end of the run.
 REQUESTS_SENT: Counter[str] = Counter()
@@ -36,6 +40,14 @@ FILES = {
     f"{RESERVED_NAME}/canary.txt": "reserved: no request may reach this",
     f"{RESERVED_NAME}/state/canary.txt": "beside stepd's own records: no request may reach this",
 }
+# Names that are not valid UTF-8 (JSON cannot spell them: only a glob reaches them).
+RAW_FILES = {
+    b"caf\xe9.yaml": b"latin-1",
+    b"\xff\xfe.tmp": b"not utf-8 at all",
+    b"odd/\x80": b"a lone continuation byte",
+    b"odd/x41-\\x41.tmp": b"a backslash that reads like an escape",
+}
+DEEP = BranchingTree("deep", 70, [], {})
 # stepd's own records change as requests with an Idempotency-Key arrive.
 OWN_STATE = tuple(f"{DATABASE}{suffix}" for suffix in ("", "-wal", "-shm"))
 
@@ -116,6 +128,15 @@ def seed_workspace(tree: Tree, *, reserved: bool = True) -> None:
         if not path.is_symlink():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.symlink_to(target)
+    for raw, content in RAW_FILES.items():
+        path = os.fsencode(tree.root) + b"/" + raw
+        if not os.path.lexists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(content)
+    if not all(os.path.lexists(tree.root / rel) for rel in DEEP.entries()):
+        subprocess.run(["rm", "-rf", "--", str(tree.root / DEEP.top)], check=True)
+        build_branching_tree(tree.root, DEEP.depth, DEEP.top)
 
 
 @pytest.fixture(scope="module")

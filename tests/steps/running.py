@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from app.models.internal import DeleteConfig
 from app.sandbox import Entry, Root
+from app.sandbox.glob import Budget
 from app.steps import delete
 from app.steps.context import StepContext, remove_in_place
 from app.steps.delete import DeleteOutcome, DeletePlan
@@ -17,21 +18,23 @@ def _nothing_to_remove(entries: Sequence[Entry]) -> None:
     assert not entries, "an absent workspace has nothing to remove"
 
 
-def context(workspace: Root | None) -> StepContext:
-    """What the runner gives a non-atomic step: removal in place."""
+def context(workspace: Root | None, budget: Budget | None = None) -> StepContext:
+    """What the runner gives a non-atomic step: removal in place (and ``budget``)."""
     remove = _nothing_to_remove if workspace is None else remove_in_place(workspace)
-    return StepContext(workspace, remove)
+    return StepContext(workspace, remove, budget)
 
 
-def run_delete(workspace: Root | None, config: DeleteConfig) -> DeleteOutcome:
-    """Plan and apply a delete step in place."""
-    return delete.run_delete(context(workspace), config)
+def run_delete(
+    workspace: Root | None, config: DeleteConfig, budget: Budget | None = None
+) -> DeleteOutcome:
+    """Plan and apply a delete step in place, its globs within ``budget``."""
+    return delete.run_delete(context(workspace, budget), config)
 
 
 def apply_delete(workspace: Root | None, plan: DeletePlan) -> DeleteOutcome:
     """Apply a plan made earlier, in place."""
     context(workspace).remove(plan.targets)
-    return DeleteOutcome(deleted=[entry.path for entry in plan.targets], absent=plan.absent)
+    return plan.outcome()
 
 
 @contextmanager

@@ -57,6 +57,7 @@ from app.models.kargo import StepExecuteRequest, StepExecuteResponse
 from app.observability.record import RequestRecord
 from app.sandbox import Root
 from app.sandbox.errors import InvalidPath, OutsideRoot, SandboxError
+from app.sandbox.glob import Budget
 from app.sandbox.paths import join, split
 from app.steps.batch import StepResult, StepStatus
 from app.steps.errors import InvalidConfig, StepError
@@ -268,7 +269,8 @@ def _run(
         parsed = parse_config(kind, config)
     except (SandboxError, InvalidConfig) as exc:
         return _failed(summary(exc))
-    result = run_alone(root, purger, kind, parsed, workspace, alias, stop)
+    budget = Budget(settings.max_glob_entries)
+    result = run_alone(root, purger, kind, parsed, workspace, alias, stop, budget)
     observe(record, workspace, [result])
     return answer_of(result)
 

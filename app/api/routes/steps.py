@@ -28,6 +28,7 @@ from app.models.batch import (
 from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.observability.record import RequestRecord
 from app.sandbox.errors import SandboxError
+from app.sandbox.glob import Budget
 from app.steps.batch import StepResult, run_batch
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import Stopped, TargetNotFound
@@ -166,6 +167,7 @@ STEP_PROBLEMS = (
     "too_many_segments",
     "path_outside_workspace",
     "invalid_glob",
+    "glob_too_broad",
     "symlink_loop",
     "name_too_long",
     "not_found",
@@ -212,6 +214,7 @@ async def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
     root: WorkspaceRoot,
     purger: TrashPurger,
+    settings: AppSettings,
     pool: StepPool,
     record: CurrentRequest,
     idempotency_key: IdempotencyKeyHeader = None,
@@ -221,7 +224,8 @@ async def run_delete_step(
     spec = request.to_internal()
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
-    result = await pool.run(lambda stop: run_batch(root, purger, batch, stop))
+    budget = Budget(settings.max_glob_entries)
+    result = await pool.run(lambda stop: run_batch(root, purger, batch, stop, budget))
     observe(record, spec.workspace, result.steps)
     failed = result.failed
     if failed is not None:
@@ -260,7 +264,8 @@ async def run_batch_steps(
     if len(spec.steps) > settings.max_batch_steps:
         message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
-    result = await pool.run(lambda stop: run_batch(root, purger, spec, stop))
+    budget = Budget(settings.max_glob_entries)
+    result = await pool.run(lambda stop: run_batch(root, purger, spec, stop, budget))
     observe(record, spec.workspace, result.steps)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:

@@ -14,8 +14,8 @@
         ├── Unauthorized         unauthorized, kargo_token_rejected
         ├── Conflict             idempotency_key_in_flight (retried first)
         ├── InvalidPath          invalid_path, path_outside_workspace, invalid_glob,
-        │                        symlink_loop, name_too_long, path_too_long,
-        │                        too_many_segments
+        │                        glob_too_broad, symlink_loop, name_too_long,
+        │                        path_too_long, too_many_segments
         ├── NotFound             not_found
         ├── FilesystemFailure    permission_denied, read_only_filesystem, busy, no_space,
         │                        too_many_open_files, io_error, atomic_unsupported,
@@ -192,6 +192,7 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "invalid_path": InvalidPath,
     "path_outside_workspace": InvalidPath,
     "invalid_glob": InvalidPath,
+    "glob_too_broad": InvalidPath,
     "symlink_loop": InvalidPath,
     "name_too_long": InvalidPath,
     "not_found": NotFound,
