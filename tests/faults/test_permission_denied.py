@@ -14,6 +14,7 @@ trash until it can. Nothing outside the request's targets is touched.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from tests.faults.conftest import Site
 from tests.support.endpoints import DeleteEndpoint
@@ -61,14 +62,16 @@ def test_directory_with_immutable_part_is_detached_and_left_in_the_trash(
         # Once the cause is gone the purger's next try frees it, without a restart.
         set_immutable(left, False)
     assert trash_emptied(site.root)
-    assert site.http.get("/readyz").json()["purgeBacklog"]["stuck"] == 0
+    # The directory goes a moment before the purger counts the entry done.
+    assert _stuck(site, until=lambda stuck: stuck == 0) == 0
 
 
-def _stuck(site: Site, timeout: float = 60) -> int:
-    """The purger's stuck entries, once its first try failed (a bound, never a measure)."""
+def _stuck(site: Site, until: Callable[[int], bool] = bool, timeout: float = 60) -> int:
+    """The purger's stuck entries once ``until`` holds for them (by default: once its first
+    try failed); the timeout is a bound, never a measure."""
     deadline = time.monotonic() + timeout
-    while (stuck := site.http.get("/readyz").json()["purgeBacklog"]["stuck"]) == 0:
+    while not until(stuck := int(site.http.get("/readyz").json()["purgeBacklog"]["stuck"])):
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    return int(stuck)
+    return stuck
