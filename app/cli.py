@@ -37,6 +37,8 @@ from app.settings import (
     check_workspace_root,
     knob,
     option,
+    postgres_url,
+    redacted,
     state_dir,
     variable,
 )
@@ -273,6 +275,10 @@ def startup_line(settings: Settings, port: int) -> tuple[str, dict[str, Any]]:
         auth = f"none ({variable('allow_unauthenticated')})"
     else:
         auth = "none (loopback only)"
+    if (postgres := postgres_url(settings)) is not None:
+        store = f"postgresql {redacted(postgres)}"
+    else:
+        store = f"sqlite {state_dir(settings, root) / DATABASE}"
     fields = {
         "version": __version__,
         "url": url,
@@ -280,7 +286,7 @@ def startup_line(settings: Settings, port: int) -> tuple[str, dict[str, Any]]:
         "auth": auth,
         "tls": f"certificate {settings.tls_cert_file}" if settings.tls_cert_file else "off",
         "purge": settings.purge,
-        "store": f"sqlite {state_dir(settings, root) / DATABASE}",
+        "store": store,
     }
     return f"stepd {__version__} serving {url}", fields
 

@@ -26,13 +26,20 @@ from app.api.routes import docs, health, kargo, metrics, steps
 from app.api.tokens import TokenFile, parse_agent_token
 from app.idempotency.deferred import DeferredStore, Opened
 from app.idempotency.lease import LeaseKeeper
+from app.idempotency.postgres import PostgresStore
 from app.idempotency.sqlite import SQLiteStore
 from app.idempotency.store import StoreUnavailable, new_owner
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
 from app.sandbox import Root
 from app.sandbox.errors import SandboxError, from_os_error
-from app.settings import Settings, check_workspace_root, instance_id
+from app.settings import (
+    Settings,
+    check_workspace_root,
+    instance_id,
+    postgres_url,
+    sqlite_dir,
+)
 from app.steps.area import StateArea, Unusable
 from app.steps.purger import Purger
 from app.steps.staging import Staging
@@ -86,7 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             activity=app.state.metrics.activity,
         )
         owner = new_owner(instance_id(settings))
-        store = DeferredStore(lambda: _open_store(settings, staging.area, owner))
+        store = DeferredStore(
+            lambda: _open_store(settings, staging.area, owner),
+            serialised=postgres_url(settings) is None,
+            observe=app.state.metrics.observe_store,
+        )
         leases = LeaseKeeper(store, settings.idempotency_lease.total_seconds())
         step_pool = Pool(
             "steps",
@@ -163,11 +174,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _open_store(settings: Settings, area: StateArea, owner: str) -> Opened:
-    """The SQLite store in ``STEPD_STATE_DIR`` as the operator gave it, or by default in
+    """The PostgreSQL store of ``STEPD_IDEMPOTENCY_STORE``; or the SQLite store in the
+    directory the operator gave (that URL's, or ``STEPD_STATE_DIR``), or by default in
     ``.stepd/state``, reached through the sandbox and checked at each use (``area.py``)."""
+    if (url := postgres_url(settings)) is not None:
+        postgres = PostgresStore(
+            url,
+            settings.idempotency_ttl,
+            owner=owner,
+            lease=settings.idempotency_lease,
+            pool_size=settings.idempotency_pool_size,
+            timeout=settings.idempotency_store_timeout,
+        )
+        return postgres, lambda: True
     try:
-        if settings.state_dir is not None:
-            directory = _open_state_dir(settings.state_dir)
+        if (given := sqlite_dir(settings) or settings.state_dir) is not None:
+            directory = _open_state_dir(given)
             current: Callable[[], bool] = lambda: True  # noqa: E731
         else:
             directory, current = area.open_state()

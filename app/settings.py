@@ -13,12 +13,14 @@ import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "STEPD_"
 ROOT_PATH_PATTERN = r"^(/[^/\s]+)*$"
+STORE_URL_PATTERN = r"^(sqlite:///\S*|postgres(ql)?://\S*)$"
 
 
 class ConfigError(Exception):
@@ -106,6 +108,22 @@ class Settings(BaseSettings):
         description="Where stepd keeps its state (idempotency records); default "
         "`<root>/.stepd/state`, which no request can reach.",
     )
+    idempotency_store: str | None = Field(
+        None,
+        pattern=STORE_URL_PATTERN,
+        description="Where idempotency records are kept: `sqlite:///<directory>` (a SQLite "
+        "database in that directory, for one host), or `postgresql://...` (a PostgreSQL "
+        "database shared by replicas; a libpq URL). Unset: SQLite in the state directory.",
+    )
+    idempotency_pool_size: int = Field(
+        8, ge=1, description="Most connections to a PostgreSQL idempotency store."
+    )
+    idempotency_store_timeout: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds a request with an Idempotency-Key waits for a connection to a "
+        "PostgreSQL store before answering 503 `store_unavailable`.",
+    )
     idempotency_ttl: timedelta = Field(
         timedelta(hours=24), description="How long an Idempotency-Key's response is kept."
     )
@@ -118,7 +136,8 @@ class Settings(BaseSettings):
     instance_id: str | None = Field(
         None,
         min_length=1,
-        description="This instance's name in idempotency claims; default the host name.",
+        description="This instance's name (in idempotency claims, and naming its staging "
+        "area); default the host name, which is the pod's name.",
     )
     purge: Literal["background", "inline"] = Field(
         "background",
@@ -251,10 +270,36 @@ def check_tls(settings: Settings) -> None:
 
 
 def state_dir(settings: Settings, root: Path) -> Path:
-    """Where the idempotency records are kept: ``STEPD_STATE_DIR`` as given, or by default
+    """Where the SQLite idempotency records are kept: the directory of a ``sqlite:///``
+    ``STEPD_IDEMPOTENCY_STORE``, ``STEPD_STATE_DIR`` as given, or by default
     ``<root>/.stepd/state``, which stepd reaches through the sandbox (``app.steps.area``);
     ``root`` is the resolved root."""
-    return settings.state_dir or root / ".stepd" / "state"
+    return sqlite_dir(settings) or settings.state_dir or root / ".stepd" / "state"
+
+
+def postgres_url(settings: Settings) -> str | None:
+    """The PostgreSQL URL of ``STEPD_IDEMPOTENCY_STORE``, None for SQLite."""
+    url = settings.idempotency_store
+    return url if url is not None and url.startswith("postgres") else None
+
+
+def sqlite_dir(settings: Settings) -> Path | None:
+    """The directory of a ``sqlite:///<directory>`` ``STEPD_IDEMPOTENCY_STORE``; None when
+    the store is not SQLite or names no directory (``sqlite:///``: the default place)."""
+    url = settings.idempotency_store
+    if url is None or not url.startswith("sqlite:///") or url == "sqlite:///":
+        return None
+    return Path(url.removeprefix("sqlite://"))
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, fit for a log line."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def instance_id(settings: Settings) -> str:

@@ -14,6 +14,7 @@ from app.main import create_app
 from app.sandbox import Root
 from app.settings import Settings
 from app.steps.workspace import RESERVED
+from tests.support.postgres import Postgres, running_postgres
 from tests.support.server import Server, serve
 
 
@@ -47,6 +48,14 @@ def live_server(root_dir: Path) -> Iterator[str]:
     """A real ``python -m app serve`` over ``root_dir``; yields its base URL."""
     with serve(root_dir) as server:
         yield server.base_url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session (``tests/support/postgres.py``); tests
+    take a database of their own on it (``Postgres.database``)."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

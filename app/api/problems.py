@@ -65,6 +65,7 @@ CATALOG: dict[str, ProblemKind] = {
     "invalid_idempotency_key": ProblemKind(400, "The Idempotency-Key header is malformed"),
     "idempotency_key_reused": ProblemKind(422, "The Idempotency-Key was used for another request"),
     "idempotency_key_in_flight": ProblemKind(409, "A request with this Idempotency-Key is running"),
+    "store_unavailable": ProblemKind(503, "The idempotency store cannot be reached", retry_after=1),
     "not_ready": ProblemKind(503, "The service is not ready"),
     "unauthorized": ProblemKind(401, "A valid bearer token is required"),
     "kargo_token_rejected": ProblemKind(403, "The bearer token is not the Kargo agent's"),

@@ -12,47 +12,63 @@ opener's ``current`` check says whether the store is still the one to use (a cou
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from app.idempotency.store import Claim, IdempotencyStore, StoredResponse, StoreUnavailable
 
 # What an opener returns: the store, and a check that it is still the one to use.
 Opened = tuple[IdempotencyStore, Callable[[], bool]]
+# Told of each operation: its name, seconds taken, and the problem code it failed with.
+Observer = Callable[[str, float, str | None], None]
 
 
 class DeferredStore(IdempotencyStore):
     """The store ``open_store`` makes, made when first needed and checked at every use.
 
     Calls are serialised (the SQLite store serialises them anyway), so that a store is
-    never closed under a call.
+    never closed under a call. A store that is never replaced (its check is always
+    true: a database server's) and serves calls in parallel is opened with
+    ``serialised=False``: only its opening is serialised, and it is closed at shutdown,
+    once no call runs.
     """
 
-    def __init__(self, open_store: Callable[[], Opened]) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], Opened],
+        *,
+        serialised: bool = True,
+        observe: Observer = lambda operation, seconds, error: None,
+    ) -> None:
         self._open_store = open_store
+        self._serialised = serialised
+        self._observe = observe
         self._lock = threading.Lock()
         self._store: IdempotencyStore | None = None
         self._current: Callable[[], bool] = lambda: True
 
     def unavailable(self) -> StoreUnavailable | None:
-        """Why the store cannot be used now, or None when it can (it is opened now)."""
+        """Why the store cannot be used now, or None when it can (it is opened now, and
+        a database server answered)."""
         try:
-            with self._lock:
-                self._opened()
+            with self._using("ping") as store:
+                store.ping()
         except StoreUnavailable as exc:
             return exc
         return None
 
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
-        with self._lock:
-            return self._opened().claim(caller, key, fingerprint)
+        with self._using("claim") as store:
+            return store.claim(caller, key, fingerprint)
 
     def complete(self, caller: str, key: str, response: StoredResponse) -> None:
-        with self._lock:
-            self._opened().complete(caller, key, response)
+        with self._using("complete") as store:
+            store.complete(caller, key, response)
 
     def release(self, caller: str, key: str) -> None:
-        with self._lock:
-            self._opened().release(caller, key)
+        with self._using("release") as store:
+            store.release(caller, key)
 
     def renew(self) -> int:
         """Renew through the open store; none opened (or no longer current) holds no claim
@@ -60,11 +76,38 @@ class DeferredStore(IdempotencyStore):
         with self._lock:
             if self._store is None or not self._current():
                 return 0
-            return self._store.renew()
+            store = self._store
+            if self._serialised:
+                with self._timed("renew"):
+                    return store.renew()
+        with self._timed("renew"):
+            return store.renew()
 
     def close(self) -> None:
         with self._lock:
             self._close_locked()
+
+    @contextmanager
+    def _using(self, operation: str) -> Iterator[IdempotencyStore]:
+        """The store to use now, for the block (``operation``, timed): under the lock when
+        ``serialised``."""
+        with self._timed(operation):
+            with self._lock:
+                store = self._opened()
+                if self._serialised:
+                    yield store
+                    return
+            yield store
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        except StoreUnavailable as exc:
+            self._observe(operation, time.perf_counter() - start, exc.code)
+            raise
+        self._observe(operation, time.perf_counter() - start, None)
 
     def _opened(self) -> IdempotencyStore:
         """The store to use now, opened if needed; raises ``StoreUnavailable``."""

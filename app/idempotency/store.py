@@ -62,8 +62,9 @@ class Claim:
 
 
 class StoreUnavailable(Exception):
-    """The store cannot read or keep records now (a full or read-only disk, say); ``code``
-    is the problem to answer: ``no_space``, ``read_only_filesystem`` or ``io_error``."""
+    """The store cannot read or keep records now (a full or read-only disk, a database
+    that does not answer); ``code`` is the problem to answer: ``no_space``,
+    ``read_only_filesystem``, ``io_error`` or ``store_unavailable``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -94,6 +95,11 @@ class IdempotencyStore(ABC):
     def renew(self) -> int:
         """Extend the lease of every claim the owner holds to ``lease`` from now; how many
         there were."""
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store can be reached now (a store on a
+        database server asks it; an embedded one has nothing to ask)."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

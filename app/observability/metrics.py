@@ -103,6 +103,20 @@ class Metrics:
             registry=self.registry,
         )
         self._entries = {outcome: entries.labels(outcome) for outcome in ENTRY_OUTCOMES}
+        self._store_latency = Histogram(
+            "stepd_idempotency_store_duration_seconds",
+            "Time an idempotency store operation took, by operation (claim, complete, "
+            "release, renew, ping), failed ones included.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._store_errors = Counter(
+            "stepd_idempotency_store_errors",
+            "Idempotency store operations that failed, by operation and problem code.",
+            ["operation", "code"],
+            registry=self.registry,
+        )
         self.started = 0  # HTTP requests begun: a cheap activity signal for background work
         self._backlog: Callable[[], PurgeBacklog] = lambda: NO_BACKLOG
         self._step_busy: Callable[[], int] = lambda: 0
@@ -162,6 +176,13 @@ class Metrics:
         self.latency.labels(method, route).observe(seconds)
         for outcome, count in record.entries.items():
             self._entries[outcome].inc(count)
+
+    def observe_store(self, operation: str, seconds: float, error: str | None) -> None:
+        """Count one idempotency store operation: how long it took, and the problem code
+        it failed with (None: it succeeded)."""
+        self._store_latency.labels(operation).observe(seconds)
+        if error is not None:
+            self._store_errors.labels(operation, error).inc()
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The metrics in the format ``accept`` asks for (Prometheus text or OpenMetrics),

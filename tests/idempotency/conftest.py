@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from app.idempotency.postgres import PostgresStore
 from app.idempotency.sqlite import SQLiteStore
 from app.idempotency.store import IdempotencyStore
 from app.sandbox import Root
+from tests.support.postgres import Postgres
 
 TTL = timedelta(hours=1)
 LEASE = timedelta(seconds=30)
@@ -48,11 +50,21 @@ def _sqlite(tmp_path: Path, clock: Clock) -> OpenStore:
     return open_store
 
 
-@pytest.fixture(params=["sqlite"])
+def _postgres(request: pytest.FixtureRequest, clock: Clock) -> OpenStore:
+    server: Postgres = request.getfixturevalue("postgres")
+    url = server.database()
+
+    def open_store(owner: str) -> IdempotencyStore:
+        return PostgresStore(url, TTL, owner=owner, lease=LEASE, pool_size=2, clock=clock)
+
+    return open_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[OpenStore]:
     """Opens the store under test for an owner; every store opened is closed after."""
     opened: list[IdempotencyStore] = []
-    make = {"sqlite": _sqlite}[request.param](tmp_path, clock)
+    make = _sqlite(tmp_path, clock) if request.param == "sqlite" else _postgres(request, clock)
 
     def open_for(owner: str) -> IdempotencyStore:
         store = make(owner)

@@ -180,6 +180,7 @@ STEP_PROBLEMS = (
     "no_space",
     "too_many_open_files",
     "io_error",
+    "store_unavailable",
     "overloaded",
     "shutting_down",
     "internal",
