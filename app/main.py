@@ -40,6 +40,7 @@ from app.settings import (
     postgres_url,
     sqlite_dir,
 )
+from app.steps.adoption import Adopter
 from app.steps.area import StateArea, Unusable
 from app.steps.purger import Purger
 from app.steps.staging import Staging
@@ -84,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         root = Root.open(root_path, reserved=RESERVED)
-        staging = Staging(root)
+        instance = instance_id(settings)
+        staging = Staging(root, instance=instance)
+        adopter = Adopter(staging, settings.adopt_interval)
         purger = Purger(
             staging,
             background=settings.purge == "background",
@@ -92,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pause_seconds=settings.purge_pause,
             activity=app.state.metrics.activity,
         )
-        owner = new_owner(instance_id(settings))
+        owner = new_owner(instance)
         store = DeferredStore(
             lambda: _open_store(settings, staging.area, owner),
             serialised=postgres_url(settings) is None,
@@ -119,13 +122,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             purger.start()
             leases.start()
             _prepare(staging, store)
+            adopter.start()
             yield
         finally:
+            adopted_ended = await to_thread.run_sync(adopter.stop)
             pools = (step_pool, probe_pool)
             ended = await _threads_ended(pools, purger, settings.shutdown_step_timeout)
             # Claims are renewed for as long as a request may still run.
             await to_thread.run_sync(leases.stop)
-            if ended:
+            if ended and adopted_ended:
                 store.close()
                 staging.close()
                 root.close()

@@ -8,6 +8,7 @@ fields, so each field's ``description`` is the text an operator reads.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 from datetime import timedelta
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "STEPD_"
 ROOT_PATH_PATTERN = r"^(/[^/\s]+)*$"
+INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 STORE_URL_PATTERN = r"^(sqlite:///\S*|postgres(ql)?://\S*)$"
 
 
@@ -135,9 +137,15 @@ class Settings(BaseSettings):
     )
     instance_id: str | None = Field(
         None,
-        min_length=1,
+        pattern=INSTANCE_ID_PATTERN,
         description="This instance's name (in idempotency claims, and naming its staging "
         "area); default the host name, which is the pod's name.",
+    )
+    adopt_interval: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between two looks for the staging areas of instances that are "
+        "gone (their unfinished atomic batches rolled back, their trash freed).",
     )
     purge: Literal["background", "inline"] = Field(
         "background",
@@ -303,5 +311,7 @@ def redacted(url: str) -> str:
 
 
 def instance_id(settings: Settings) -> str:
-    """This instance's name (``STEPD_INSTANCE_ID``, default the host name)."""
-    return settings.instance_id or socket.gethostname()
+    """This instance's name (``STEPD_INSTANCE_ID``, default the host name), a file name:
+    a host name with characters other than letters, digits, ``.``, ``_`` and ``-``
+    has them replaced by ``_``."""
+    return settings.instance_id or re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:128]

@@ -4,9 +4,19 @@ while it is stepd's, and checked again at every use.
 Layout (the trash is ``staging.py``'s, the database ``app.idempotency.sqlite``'s)::
 
     .stepd/          a real directory on the root's own mount, owned by stepd's user, 0700
-    .stepd/lock      the batches' flock
-    .stepd/trash/    entries staged by atomic batches or detached by plain deletes
+    .stepd/lock      the batches' flock, shared by every instance on the root
+    .stepd/trash/    entries staged by atomic batches or detached by plain deletes, in
+                     directories named ``<instance>~<id>`` by the instance that made them
+    .stepd/owners/   one file per instance, flocked by it for as long as it lives
     .stepd/state/    the idempotency database, unless STEPD_STATE_DIR puts it elsewhere
+
+Instances. Several processes (replicas) may serve one root; each has an instance id
+(``STEPD_INSTANCE_ID``) and a staging area of its own: its lock in ``owners``, held
+exclusively (flock) from the area's opening to its closing, and the trash directories
+named after it. Only the instance holding that lock makes, rolls back or purges them;
+the kernel (or the NFS server) drops the lock when the process dies, and another
+instance then adopts what it left (``Staging.adopt``). An area opened without an instance
+(the ``stepd step`` command: alone on the root) holds no lock and owns every directory.
 
 Trust. Whoever can write in the root can put anything at ``.stepd``: a symlink to another
 directory, a directory of their own, a mount. So the area, and every directory stepd keeps
@@ -30,21 +40,36 @@ no longer stepd's business: it is never purged, rolled back or written to again.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from app.sandbox import Root
-from app.sandbox.errors import Busy, FilesystemError, OutsideRoot, SandboxError
+from app.sandbox.errors import (
+    Busy,
+    FilesystemError,
+    NoSpace,
+    OutsideRoot,
+    ReadOnlyFilesystem,
+    SandboxError,
+)
 from app.steps.workspace import RESERVED_NAME
 
 log = logging.getLogger(__name__)
 
 TRASH = "trash"
 STATE = "state"
+OWNERS = "owners"
+# Separates the instance id from the rest in a trash directory's name.
+OWNER_SEPARATOR = "~"
+# Seconds an instance waits for its own lock (another instance adopting what the previous
+# process of the same id left holds it that long at most, in practice).
+OWNER_WAIT = 2.0
 
 
 class Unusable(Exception):
@@ -59,7 +84,9 @@ class Area:
     """One opening of ``.stepd`` and of the trash in it, shared by whoever uses it now.
 
     ``recovered`` is set once what a killed process left in this trash was recovered;
-    ``idle_lock_fds`` are open lock files kept for the next batch (see ``Staging.lock``).
+    ``idle_lock_fds`` are open lock files kept for the next batch (see ``Staging.lock``);
+    ``owners`` is the directory of the instances' locks and ``owner_fd`` this instance's,
+    held (None without an instance).
     """
 
     directory: Root
@@ -68,10 +95,16 @@ class Area:
     idle_lock_fds: list[int] = field(default_factory=list)
     users: int = 0
     retired: bool = False
+    owners: Root | None = None
+    owner_fd: int | None = None
 
     def close(self) -> None:
         while self.idle_lock_fds:
             os.close(self.idle_lock_fds.pop())
+        if self.owner_fd is not None:
+            os.close(self.owner_fd)
+        if self.owners is not None:
+            self.owners.close()
         self.trash.close()
         self.directory.close()
 
@@ -79,8 +112,9 @@ class Area:
 class StateArea:
     """The root's ``.stepd``, opened when first used and checked again at every use."""
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: Root, instance: str | None = None) -> None:
         self.root = root
+        self.instance = instance
         self._mutex = threading.Lock()
         self._area: Area | None = None
 
@@ -141,12 +175,14 @@ class StateArea:
                 area = None
             if area is None:
                 try:
-                    area = self._area = _open(self.root, create)
+                    area = self._area = _open(self.root, create, self.instance)
                 except FilesystemError as exc:
                     raise anonymous(exc, "open stepd's own area") from None
                 if area is None and create:
                     raise Busy("stepd's own area was removed as it was being made")
             if area is not None:
+                if self.instance is not None and area.owner_fd is None:
+                    take_ownership(area, self.instance, wait=0)
                 area.users += 1
             return area
 
@@ -175,7 +211,7 @@ class StateArea:
         return True
 
 
-def _open(root: Root, create: bool) -> Area | None:
+def _open(root: Root, create: bool, instance: str | None) -> Area | None:
     try:
         directory = root.open_private(RESERVED_NAME, create=create)
     except OutsideRoot as exc:
@@ -191,14 +227,77 @@ def _open(root: Root, create: bool) -> Area | None:
     if trash is None:
         directory.close()
         return None
+    area = Area(directory, trash)
     try:
-        # An empty trash (one just made, above all) holds nothing to recover.
-        recovered = not trash.names()
+        if instance is not None:
+            take_ownership(area, instance)
+        # A trash holding nothing of ours (one just made, above all) has nothing to recover.
+        area.recovered = not any(owned(name, instance) for name in trash.names())
     except BaseException:
-        trash.close()
-        directory.close()
+        area.close()
         raise
-    return Area(directory, trash, recovered=recovered)
+    return area
+
+
+def take_ownership(area: Area, instance: str, wait: float = OWNER_WAIT) -> None:
+    """Hold ``instance``'s lock in ``area`` unless it is held already. A filesystem that
+    is read-only or full may not let the lock be made: the area is then left without it
+    (nothing can be staged there anyway), and the next use tries again. Raises
+    ``Unusable`` when a live process holds it."""
+    if area.owner_fd is not None:
+        return
+    try:
+        if area.owners is None:
+            area.owners = open_trusted(area.directory, OWNERS, create=True)
+        assert area.owners is not None
+        area.owner_fd = hold(area.owners, instance, wait)
+    except (ReadOnlyFilesystem, NoSpace):
+        return
+    if area.owner_fd is None:
+        raise Unusable(
+            f"the staging area of instance {instance!r} is held by a live process "
+            "(does another replica have the same STEPD_INSTANCE_ID?)"
+        )
+
+
+def owner_of(name: str) -> str | None:
+    """The instance a trash directory belongs to; None when its name names none."""
+    owner, separator, _ = name.partition(OWNER_SEPARATOR)
+    return owner if separator else None
+
+
+def owned(name: str, instance: str | None) -> bool:
+    """Whether trash directory ``name`` is ``instance``'s to recover: its own, or one no
+    instance owns (left by a process without an instance). Without an instance, all are."""
+    return instance is None or owner_of(name) in (instance, None)
+
+
+def hold(owners: Root, instance: str, wait: float) -> int | None:
+    """Hold ``instance``'s lock in ``owners`` (made if missing): its open file, locked
+    exclusively; None if another process still held it after ``wait`` seconds.
+
+    The file locked must be the one named so once locked: an adopter unlinks the lock of
+    an instance it adopted, and whoever waited on that file then tries the new one."""
+    deadline = time.monotonic() + wait
+    while True:
+        fd = owners.open_file(instance, os.O_RDONLY | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        with suppress(OSError):
+            named = os.stat(instance, dir_fd=owners.fd, follow_symlinks=False)
+            opened = os.fstat(fd)
+            if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+                return fd
+        os.close(fd)
 
 
 def open_trusted(area: Root, name: str, *, create: bool) -> Root | None:

@@ -71,7 +71,17 @@ from app.sandbox.errors import (
     from_os_error,
 )
 from app.sandbox.remove import Pace, no_pace
-from app.steps.area import Area, StateArea, Unusable, anonymous
+from app.sandbox.rename import rename_noreplace
+from app.steps.area import (
+    OWNER_SEPARATOR,
+    Area,
+    StateArea,
+    Unusable,
+    anonymous,
+    hold,
+    owned,
+    owner_of,
+)
 from app.steps.errors import AtomicUnsupported
 
 log = logging.getLogger(__name__)
@@ -131,14 +141,17 @@ class Staging:
 
     ``shared=False`` says that no other process or thread works in the root (the
     ``stepd step`` command): plain batches then take no lock, so a root that never sees
-    an atomic batch is never given a staging area.
+    an atomic batch is never given a staging area. ``instance`` names this process among
+    those serving the root (``area.py``: Instances); None, it owns every trash directory.
     """
 
-    def __init__(self, root: Root, *, shared: bool = True) -> None:
+    def __init__(self, root: Root, *, shared: bool = True, instance: str | None = None) -> None:
         self.root = root
-        self.area = StateArea(root)
+        self.instance = instance
+        self.area = StateArea(root, instance)
         self.shared = shared
         self._ready_mutex = threading.Lock()
+        self._threads = _SharedLock()
         self._take_leftovers: Callable[[list[str]], None] | None = None
 
     def close(self) -> None:
@@ -188,11 +201,94 @@ class Staging:
         take = self._take_leftovers
         with ExitStack() as stack:
             held = self._lock_file(stack, exclusive=True)
-            with _flocked(held, exclusive=True):
+            with self._flocked(held, exclusive=True):
+                self._rename_to_own(lambda owner: owner is None)
                 recovery = self.recover(purge=take is None)
                 if take is not None:
                     take(self.pending())
         return recovery
+
+    def adopt(self) -> Recovery:
+        """Recover what instances that are gone left in the trash, each exactly once and
+        never while it lives: for each instance whose lock nobody holds, take its lock,
+        rename its trash directories as this instance's, drop its lock file, and recover
+        them as this instance's own (rolling back its unfinished atomic batch under the
+        exclusive workspace lock, then purging). Returns what was recovered."""
+        if self.instance is None:
+            return Recovery(0, 0)
+        rolled_back = purged = 0
+        with self.area.using(create=False) as area:
+            if area is None or area.owners is None or not area.recovered:
+                return Recovery(0, 0)
+            names = area.trash.names()
+            others = {owner_of(name) for name in names} | set(area.owners.names())
+            for other in sorted(o for o in others if o is not None and o != self.instance):
+                fd = hold(area.owners, other, 0)
+                if fd is None:
+                    continue  # alive
+                try:
+                    recovery = self._adopt_locked(area, other)
+                finally:
+                    os.close(fd)
+                rolled_back += recovery.rolled_back
+                purged += recovery.purged
+        return Recovery(rolled_back, purged)
+
+    def _adopt_locked(self, area: Area, other: str) -> Recovery:
+        """``adopt`` of ``other``, whose lock this process holds."""
+        assert area.owners is not None
+        take = self._take_leftovers
+        with ExitStack() as stack:
+            held = self._lock_file(stack, exclusive=True)
+            with self._flocked(held, exclusive=True):
+                adopted = self._rename_to_own(lambda owner: owner == other)
+                rolled_back = 0
+                for txn_id in adopted:
+                    txn = Transaction(self, txn_id)
+                    if txn.state() is TxnState.OPEN:
+                        txn.rollback()
+                        rolled_back += 1
+                with suppress(FileNotFoundError):
+                    os.unlink(other, dir_fd=area.owners.fd)
+        if adopted:
+            log.warning(
+                "staging: adopted %d trash directories of instance %r, which is gone "
+                "(%d unfinished atomic batches rolled back)",
+                len(adopted),
+                other,
+                rolled_back,
+            )
+        if take is not None:
+            take(adopted)
+        else:
+            for txn_id in adopted:
+                self.purge(txn_id)
+        return Recovery(rolled_back, len(adopted))
+
+    def _rename_to_own(self, whose: Callable[[str | None], bool]) -> list[str]:
+        """Rename the trash directories whose owner ``whose`` accepts as this instance's
+        (under the exclusive workspace lock); their new names."""
+        if self.instance is None:
+            return []
+        renamed = []
+        with self.area.using(create=False) as area:
+            if area is None:
+                return []
+            for name in area.trash.names():
+                owner = owner_of(name)
+                if owner == self.instance or not whose(owner):
+                    continue
+                new = self._new_id(name.partition(OWNER_SEPARATOR)[2] or name)
+                try:
+                    rename_noreplace(area.trash.fd, name, area.trash.fd, new)
+                except OSError as exc:
+                    raise from_os_error(exc, "", "adopt a trash directory") from None
+                renamed.append(new)
+        return renamed
+
+    def _new_id(self, unique: str) -> str:
+        """The name of a trash directory of this instance."""
+        return unique if self.instance is None else f"{self.instance}{OWNER_SEPARATOR}{unique}"
 
     @contextmanager
     def lock(self, *, exclusive: bool) -> Iterator[None]:
@@ -220,7 +316,7 @@ class Staging:
                 if exclusive:
                     raise AtomicUnsupported(str(exc)) from None
                 held = None
-            with _flocked(held, exclusive=exclusive):
+            with self._flocked(held, exclusive=exclusive):
                 yield
 
     def _lock_file(self, stack: ExitStack, *, exclusive: bool) -> tuple[Area, int] | None:
@@ -238,14 +334,43 @@ class Staging:
             return None
         return None if fd is None else (area, fd)
 
+    @contextmanager
+    def _flocked(self, held: tuple[Area, int] | None, *, exclusive: bool) -> Iterator[None]:
+        """Hold flock on ``held``'s lock file for the block (and this process's lock
+        between its threads), then give the file back to its area for the next holder (or
+        close it, should the block fail)."""
+        if held is None:
+            yield
+            return
+        area, fd = held
+        with self._threads.held(exclusive=exclusive):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except BaseException:
+                os.close(fd)
+                raise
+        area.idle_lock_fds.append(fd)
+
+    def check_owned(self, area: Area) -> None:
+        """Raise ``Busy`` unless this instance holds its lock in ``area``: a trash
+        directory made without it could be adopted while this process lives."""
+        if self.instance is not None and area.owner_fd is None:
+            raise Busy("this instance's staging area cannot be locked yet (see /readyz)")
+
     def begin(self) -> Transaction:
         """A new transaction; its directory is made when it first stages something."""
-        return Transaction(self, uuid.uuid4().hex)
+        return Transaction(self, self._new_id(uuid.uuid4().hex))
 
     def pending(self) -> list[str]:
-        """Ids of the transactions whose directories are in the trash now."""
+        """Ids of this instance's transactions whose directories are in the trash now."""
         with self.area.using(create=False) as area:
-            return [] if area is None else area.trash.names()
+            if area is None:
+                return []
+            return [name for name in area.trash.names() if owned(name, self.instance)]
 
     def state(self, txn_id: str) -> TxnState:
         """Where transaction ``txn_id`` stands, from its journal."""
@@ -351,7 +476,8 @@ class Detachment:
         return self._move(workspace_root, entries)
 
     def _make(self, area: Area) -> None:
-        txn_id = uuid.uuid4().hex
+        self.staging.check_owned(area)
+        txn_id = self.staging._new_id(uuid.uuid4().hex)
         self._dir = area.trash.open_subdir(txn_id, create=True)
         if self._dir is None:
             raise Busy("the trash directory was removed as it was made")
@@ -526,6 +652,7 @@ class Transaction:
             txn_dir = area.trash.open_subdir(self.id)
             if txn_dir is not None or not create:
                 return None if txn_dir is None else stack.enter_context(txn_dir)
+            self.staging.check_owned(area)
             txn_dir = area.trash.open_subdir(self.id, create=True)
             if txn_dir is None:
                 raise Busy("the staging directory was removed as it was made")
@@ -578,24 +705,36 @@ def _create_journal(txn_dir: Root) -> None:
         os.close(fd)
 
 
-@contextmanager
-def _flocked(held: tuple[Area, int] | None, *, exclusive: bool) -> Iterator[None]:
-    """Hold flock on ``held``'s lock file for the block, then give the file back to its
-    area for the next holder (or close it, should the block fail)."""
-    if held is None:
-        yield
-        return
-    area, fd = held
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+class _SharedLock:
+    """A readers-writer lock between the threads of this process. flock excludes open
+    files from one another on a local filesystem, but NFS turns it into a POSIX lock,
+    which a process never conflicts with itself on: this lock keeps the threads of one
+    process apart there too."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def held(self, *, exclusive: bool) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: not self._writer and (not exclusive or self._readers == 0)
+            )
+            if exclusive:
+                self._writer = True
+            else:
+                self._readers += 1
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    except BaseException:
-        os.close(fd)
-        raise
-    area.idle_lock_fds.append(fd)
+            with self._changed:
+                if exclusive:
+                    self._writer = False
+                else:
+                    self._readers -= 1
+                self._changed.notify_all()
 
 
 def _open_lock(area: Area, *, required: bool) -> int | None:

@@ -129,9 +129,9 @@ def _post(client: TestClient, body: bytes) -> int:
 
 def test_a_second_process_on_the_root_keeps_the_first_ones_claims(root_dir: Path) -> None:
     body = b'{"path":"a"}'
-    with _app_client(root_dir) as first:
+    with _app_client(root_dir, instance_id="one") as first:
         _claim(first, body)  # a request of the first process is running
-        with _app_client(root_dir) as second:
+        with _app_client(root_dir, instance_id="two") as second:
             assert _post(second, body) == 409  # idempotency_key_in_flight
         assert _post(first, body) == 409
 

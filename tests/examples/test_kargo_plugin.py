@@ -230,11 +230,12 @@ def deleted_files(entries: list[str], checkout: str = "out/") -> set[str]:
 
 def assert_nothing_of_stepd_in(work_dir: Path) -> None:
     """The work dir holds only what the steps made, and stepd's reserved ``.stepd`` at its
-    top (beside the checkouts, never in one) holds only its lock and an empty trash."""
+    top (beside the checkouts, never in one) holds only its lock, its instances' locks and
+    an empty trash."""
     top = {entry.name for entry in work_dir.iterdir()}
     assert {name for name in top if not name.startswith("repo-")} == {"out", ".stepd"}
     reserved = work_dir / ".stepd"
-    assert sorted(entry.name for entry in reserved.iterdir()) == ["lock", "trash"]
+    assert sorted(entry.name for entry in reserved.iterdir()) == ["lock", "owners", "trash"]
     assert list((reserved / "trash").iterdir()) == []
 
 
