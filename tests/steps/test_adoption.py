@@ -58,7 +58,9 @@ def _trash(tree: Path) -> list[str]:
     return os.listdir(tree / ".stepd" / "trash")
 
 
-def test_a_gone_instances_batch_is_rolled_back_by_another(tree: Path, open_staging: OpenStaging) -> None:
+def test_a_gone_instances_batch_is_rolled_back_by_another(
+    tree: Path, open_staging: OpenStaging
+) -> None:
     dead, live = open_staging("a"), open_staging("b")
     live.prepare()
     txn_id = _unfinished_batch(dead, "d", "g")
