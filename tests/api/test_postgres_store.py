@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support.postgres import Postgres, free_port
+from tests.support.postgres import Postgres
+from tests.support.server import free_port
 
 
 def test_keys_are_replayed_from_the_database(root_dir: Path, postgres: Postgres) -> None:

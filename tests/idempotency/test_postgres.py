@@ -14,7 +14,8 @@ import pytest
 from app.idempotency.postgres import PostgresStore
 from app.idempotency.store import ClaimOutcome, StoredResponse, StoreUnavailable
 from tests.idempotency.conftest import LEASE, TTL, Clock
-from tests.support.postgres import Postgres, free_port
+from tests.support.postgres import Postgres
+from tests.support.server import free_port
 
 RESPONSE = StoredResponse(200, "application/json", b"{}")
 

@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -22,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+
+from tests.support.server import free_port
 
 UNPRIVILEGED = "nobody"
 
@@ -37,13 +38,6 @@ def binaries() -> Path:
             "install them with `apt-get install -y postgresql` (.ci/run does)"
         )
     return Path(found[-1]).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Postgres:
