@@ -97,3 +97,41 @@ def test_tokens_come_from_a_secret_file_that_is_never_committed(
         ["git", "check-ignore", "--quiet", str(secret_file)], cwd=REPO, check=False
     )
     assert ignored.returncode == 0, f"{secret_file} must be git-ignored"
+
+
+REPLICAS = ("stepd-a", "stepd-b")
+
+
+def test_the_ha_profile_runs_two_replicas_on_one_root_and_one_database(
+    compose: dict[str, Any], service: dict[str, Any]
+) -> None:
+    services = compose["services"]
+    assert "profiles" not in service
+    postgres = services["postgres"]
+    assert postgres["profiles"] == ["ha"]
+    assert postgres["environment"]["POSTGRES_DB"] == "stepd"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    env_file = REPO / postgres["env_file"]
+    example = env_file.with_name(env_file.name + ".example")
+    settings = dict(line.split("=", 1) for line in example.read_text().split())
+    assert settings["STEPD_IDEMPOTENCY_STORE"].startswith("postgresql://stepd:")
+    assert settings["STEPD_IDEMPOTENCY_STORE"].endswith("@postgres:5432/stepd")
+    assert (
+        subprocess.run(["git", "check-ignore", "--quiet", str(env_file)], cwd=REPO).returncode == 0
+    )
+
+    replicas = [services[name] for name in REPLICAS]
+    ports = set()
+    for name, replica in zip(REPLICAS, replicas, strict=True):
+        assert replica["profiles"] == ["ha"]
+        assert replica["env_file"] == postgres["env_file"]
+        assert replica["environment"]["STEPD_INSTANCE_ID"] == name
+        assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # One root: the same volume; everything else as the plain service.
+        assert replica["volumes"] == service["volumes"]
+        for key in ("user", "read_only", "tmpfs", "cap_drop", "security_opt", "secrets"):
+            assert replica[key] == service[key], key
+        (port,) = replica["ports"]
+        assert port.startswith("127.0.0.1:")
+        ports.add(port)
+    assert len(ports) == len(REPLICAS)

@@ -291,3 +291,49 @@ def test_tokens_sh_refuses_a_name_stepd_cannot_log() -> None:
     )
     assert result.returncode == 2
     assert result.stdout == ""
+
+
+HA = DEPLOY / "ha"
+
+
+@needs_kubectl
+def test_the_ha_component_runs_three_replicas_on_one_shared_root(tmp_path: Path) -> None:
+    objects = render(tmp_path / "ha", resources=[DEPLOY], components=[HA])
+    for version in (VERSIONS[0], VERSIONS[-1]):
+        for document in objects:
+            kubernetes_validate.validate(document, version, strict=True)
+    by_kind = {o["kind"]: o for o in objects}
+    deployment = by_kind["Deployment"]["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"]["type"] == "RollingUpdate"
+    assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    labels = deployment["template"]["metadata"]["labels"]
+
+    budget = by_kind["PodDisruptionBudget"]
+    assert budget["metadata"]["namespace"] == "stepd"
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    pod = deployment["template"]["spec"]
+    spread = pod["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    assert all(c["labelSelector"]["matchLabels"].items() <= labels.items() for c in spread)
+
+    claim = by_kind["PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["workspace"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STEPD_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    store = env["STEPD_IDEMPOTENCY_STORE"]["valueFrom"]["secretKeyRef"]
+    (shape,) = yaml.safe_load_all((HA / "store-secret.yaml").read_text())
+    kubernetes_validate.validate(shape, VERSIONS[-1], strict=True)
+    assert (shape["metadata"]["name"], store["key"]) == (store["name"], "url")
+    assert shape["stringData"]["url"].startswith("postgresql://")
+    assert "Secret" not in by_kind  # its shape only: never applied with a placeholder
+    assert env["STEPD_WORKSPACE_ROOT"]["value"] == "/workspace"
