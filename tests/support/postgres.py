@@ -1,6 +1,7 @@
 """A real PostgreSQL server for the tests: ``initdb`` and ``pg_ctl`` from Debian's
 packages (``apt-get install postgresql``; ``.ci/run`` installs it when missing), in a
-temp directory, on a free loopback port, with fsync off (the tests never cut power).
+temp directory, on a free loopback port, with fsync off (the tests never cut power; the
+benchmarks keep it on).
 
 PostgreSQL refuses to run as root: when the tests do, the server runs as ``nobody``,
 in a directory handed to that user. A machine without the binaries fails the tests
@@ -43,8 +44,9 @@ def binaries() -> Path:
 class Postgres:
     """A server in ``directory`` on ``port``, started and stopped with ``pg_ctl``."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, *, durable: bool = False) -> None:
         self.bin = binaries()
+        self.durable = durable
         self.directory = directory
         self.data = directory / "data"
         self.port = port
@@ -58,11 +60,10 @@ class Postgres:
         )  # fmt: skip
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} "
+        options += "-c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.directory / "log"), "-o", options,
             "-w", "-t", "60", "start",
@@ -98,14 +99,15 @@ class Postgres:
 
 
 @contextmanager
-def running_postgres() -> Iterator[Postgres]:
-    """A fresh server for the block, in a temp directory removed after."""
+def running_postgres(*, durable: bool = False) -> Iterator[Postgres]:
+    """A fresh server for the block, in a temp directory removed after; ``durable``: with
+    PostgreSQL's default fsync and synchronous commit (benchmarks), not the tests' none."""
     directory = Path(tempfile.mkdtemp(prefix="stepd-pg-"))
     try:
         if os.geteuid() == 0:
             user = pwd.getpwnam(UNPRIVILEGED)
             os.chown(directory, user.pw_uid, user.pw_gid)
-        server = Postgres(directory, free_port())
+        server = Postgres(directory, free_port(), durable=durable)
         server.initdb()
         server.start()
         try:
