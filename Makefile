@@ -58,7 +58,8 @@ openapi-lint: $(NODE_STAMP)
 	REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly lint openapi/openapi.json
 
 # Benchmarks (docs/PERFORMANCE.md): minutes long, never part of `make test`. wrk is the
-# load generator (Debian: apt-get install wrk).
+# load generator (Debian: apt-get install wrk); idempotency_stores starts a PostgreSQL of
+# its own (Debian: apt-get install postgresql).
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "make bench: wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.big_trees
@@ -66,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.glob_walks
+	$(BIN)/python -m bench.idempotency_stores
 
 clean:
 	rm -rf $(VENV) node_modules .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis

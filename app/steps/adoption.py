@@ -1,5 +1,6 @@
-"""``Adopter``: looks, at start-up and every ``interval`` seconds after, for the staging areas of instances that
-are gone, and recovers what they left (``Staging.adopt``), in a daemon thread.
+"""``Adopter``: looks, at start-up and every ``interval`` seconds after, for the staging
+areas of instances that are gone, and recovers what they left (``Staging.adopt``), in a
+daemon thread.
 
 An instance killed while another keeps serving the root is not restarted under the same
 id in every deployment (a pod of a Deployment comes back with another name): its

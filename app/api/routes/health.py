@@ -88,7 +88,8 @@ async def healthz() -> Health:
     summary="Readiness",
     description="`200 ready` when the workspace root is a directory stepd can write to; "
     "`200 degraded` (with `detail`) when it works but not fully: the filesystem is full "
-    "(deletes still work), the staging area or the idempotency store cannot be opened, or "
+    "(deletes still work), the staging area or the idempotency store cannot be opened or "
+    "reached, or "
     "`.stepd` is refused (atomic batches, or requests with an Idempotency-Key, answer that "
     "problem), or the purger cannot free some of the trash (it tries again). "
     "`503 not_ready` when the root was removed, is read-only or not writable, or an "
