@@ -1,13 +1,17 @@
-"""The service over a PostgreSQL idempotency store: keys replayed from the database, and
-a database that does not answer costing keyed requests a clear 503 (they do not run),
-plain deletes nothing, and readiness a ``degraded``."""
+"""The store ``STEPD_IDEMPOTENCY_STORE`` chooses. Over PostgreSQL: keys replayed from the
+database, and a database that does not answer costing keyed requests a clear 503 (they do
+not run), plain deletes nothing, and readiness a ``degraded``; a ``sqlite:///`` URL names
+the state directory; the start-up line never shows the database's password."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from app.cli import startup_line
 from app.main import create_app
 from app.settings import Settings
 from tests.support.postgres import Postgres
@@ -62,3 +66,25 @@ def test_a_database_that_does_not_answer(root_dir: Path) -> None:
         'stepd_idempotency_store_errors_total{code="store_unavailable",operation="claim"} 1.0'
         in metrics
     )
+
+
+def test_a_sqlite_url_names_the_state_directory(root_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(workspace_root=root_dir, idempotency_store=f"sqlite://{tmp_path}/records")
+    with TestClient(create_app(settings)) as client:
+        client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": "k"})
+    assert (tmp_path / "records" / "idempotency.sqlite3").is_file()
+    assert not (root_dir / ".stepd" / "state").exists()
+
+
+def test_the_start_up_line_names_the_database_without_its_password(root_dir: Path) -> None:
+    url = "postgresql://stepd:s3cret@db.example:5432/stepd?sslmode=require"
+    _, fields = startup_line(Settings(workspace_root=root_dir, idempotency_store=url), 8080)
+    assert (
+        fields["store"] == "postgresql postgresql://stepd:***@db.example:5432/stepd?sslmode=require"
+    )
+
+
+@pytest.mark.parametrize("url", ["mysql://db/x", "sqlite:/relative", "postgresql"])
+def test_a_store_url_of_another_kind_is_refused(root_dir: Path, url: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(workspace_root=root_dir, idempotency_store=url)
