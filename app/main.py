@@ -178,7 +178,11 @@ def _open_store(settings: Settings, area: StateArea, owner: str) -> Opened:
         message = f"the idempotency store is unavailable: {exc.message}"
         raise StoreUnavailable(code, message) from None
     store = SQLiteStore(
-        directory, settings.idempotency_ttl, owner=owner, lease=settings.idempotency_lease
+        directory,
+        settings.idempotency_ttl,
+        owner=owner,
+        lease=settings.idempotency_lease,
+        max_records=settings.idempotency_max_records,
     )
     return store, current
 

@@ -13,7 +13,7 @@ from app.idempotency.lease import LeaseKeeper
 from app.idempotency.sqlite import SQLiteStore
 from app.idempotency.store import ClaimOutcome, StoreUnavailable
 from app.sandbox import Root
-from tests.idempotency.conftest import LEASE, TTL
+from tests.idempotency.conftest import LEASE, MAX_RECORDS, TTL
 
 
 def _opener(directory: Path, current: list[bool]) -> Opened:
@@ -21,7 +21,9 @@ def _opener(directory: Path, current: list[bool]) -> Opened:
         root = Root.open(directory)
     except OSError as exc:
         raise StoreUnavailable("io_error", str(exc)) from None
-    return SQLiteStore(root, TTL, owner="a", lease=LEASE), lambda: current[0]
+    return SQLiteStore(root, TTL, owner="a", lease=LEASE, max_records=MAX_RECORDS), lambda: current[
+        0
+    ]
 
 
 def test_opens_once_its_directory_exists(tmp_path: Path) -> None:

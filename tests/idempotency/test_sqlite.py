@@ -12,13 +12,20 @@ import pytest
 from app.idempotency.sqlite import DATABASE, SQLiteStore
 from app.idempotency.store import ClaimOutcome, StoreUnavailable
 from app.sandbox import Root
-from tests.idempotency.conftest import LEASE, TTL, Clock
+from tests.idempotency.conftest import LEASE, MAX_RECORDS, TTL, Clock
 from tests.support.canaries import Canaries
 from tests.support.mounts import bind_mount, remount, skip_if_not_permitted
 
 
 def _open(directory: Path, owner: str = "a", clock: Clock | None = None) -> SQLiteStore:
-    return SQLiteStore(Root.open(directory), TTL, owner=owner, lease=LEASE, clock=clock or Clock())
+    return SQLiteStore(
+        Root.open(directory),
+        TTL,
+        owner=owner,
+        lease=LEASE,
+        max_records=MAX_RECORDS,
+        clock=clock or Clock(),
+    )
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:
@@ -39,7 +46,9 @@ def test_the_directory_opened_is_used_wherever_it_moves(tmp_path: Path) -> None:
     (tmp_path / "area").rename(tmp_path / "moved")
     canaries = Canaries.plant(tmp_path / "outside")
     (tmp_path / "area").symlink_to(tmp_path / "outside")
-    store = SQLiteStore(directory, TTL, owner="a", lease=LEASE, clock=Clock())
+    store = SQLiteStore(
+        directory, TTL, owner="a", lease=LEASE, max_records=MAX_RECORDS, clock=Clock()
+    )
     store.claim("c", "k", "fp")
     store.close()
     assert not canaries.changes()
