@@ -227,11 +227,10 @@ class SQLiteStore(IdempotencyStore):
         evicted = 0
         if kept > self._max_records:
             evicted = self._delete_chunks(_DELETE_OLDEST, (), kept - self._max_records)
-        if expired or evicted:
-            with self._lock, self._translated():
-                # Free pages go back to the filesystem, and the WAL is emptied.
-                self._db.execute("PRAGMA incremental_vacuum")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        with self._lock, self._translated():
+            # Free pages go back to the filesystem, and the WAL is emptied.
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()  # a page per row
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return Sweep(expired, evicted, kept - evicted)
 
     def close(self) -> None:
