@@ -4,8 +4,9 @@ A request with a key claims it in the store, runs, and its response (status, con
 type, body) is kept; the same key with the same request answers that response again,
 without running, with ``Idempotent-Replayed: true``. Same key, other request: 422
 ``idempotency_key_reused``; while the first still runs: 409 ``idempotency_key_in_flight``;
-a malformed key: 400 ``invalid_idempotency_key``. Server errors (5xx) are not kept: the
-claim is released so that a retry runs again. When the store cannot keep the claim (a
+a malformed key: 400 ``invalid_idempotency_key``. Server errors (5xx) and bodies that fail
+validation (422 ``invalid_request``) are not kept: the claim is released so that a retry
+runs again. When the store cannot keep the claim (a
 full or read-only state directory), the request does not run and answers the store's
 problem (507 ``no_space``, 409 ``read_only_filesystem``, 503 ``io_error``); requests
 without a key never touch the store. A middleware rather than a dependency, so
@@ -14,6 +15,7 @@ that every answer is covered, request validation errors included.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Collection
 from typing import Any
@@ -23,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.auth import caller_in
-from app.api.problems import problem_response
+from app.api.problems import MEDIA_TYPE, problem_response
 from app.idempotency.key import InvalidKey, parse_key
 from app.idempotency.store import (
     ClaimOutcome,
@@ -120,11 +122,10 @@ class IdempotencyMiddleware:
         async def settle() -> None:
             nonlocal settled
             settled = True
-            if status >= 500:
+            answer = StoredResponse(status, content_type, b"".join(chunks))
+            if not _worth_keeping(answer):
                 await _settle(store.release, caller, key)
-            elif not await _settle(
-                store.complete, caller, key, StoredResponse(status, content_type, b"".join(chunks))
-            ):
+            elif not await _settle(store.complete, caller, key, answer):
                 # Without its record a retry would wait for ever.
                 await _settle(store.release, caller, key)
 
@@ -151,6 +152,16 @@ class IdempotencyMiddleware:
             raise
         if not settled:
             await settle()
+
+
+def _worth_keeping(answer: StoredResponse) -> bool:
+    """Whether a retry should get ``answer`` again: not a server error (a retry may
+    succeed), nor a body that fails validation (the same body fails alike, nothing ran)."""
+    if answer.status >= 500:
+        return False
+    if answer.status == 422 and answer.content_type == MEDIA_TYPE:
+        return bool(json.loads(answer.body).get("code") != "invalid_request")
+    return True
 
 
 async def _settle(action: Callable[..., None], *args: Any) -> bool:

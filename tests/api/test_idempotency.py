@@ -50,6 +50,19 @@ def test_error_answers_are_replayed_too(client: TestClient) -> None:
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
+def test_a_body_that_fails_validation_is_not_kept(client: TestClient, root_dir: Path) -> None:
+    """The same body would fail the same way and nothing ran: the key stays free."""
+    headers = {"Idempotency-Key": "k-3"}
+    first = client.post("/steps/delete", json={"path": "a.txt", "nope": 1}, headers=headers)
+    assert first.json()["code"] == "invalid_request"
+    again = client.post("/steps/delete", json={"path": "a.txt", "nope": 1}, headers=headers)
+    assert again.json()["code"] == "invalid_request"
+    assert "Idempotent-Replayed" not in again.headers
+    (root_dir / "a.txt").write_text("x")
+    fixed = client.post("/steps/delete", json={"path": "a.txt"}, headers=headers)
+    assert fixed.json()["deleted"] == ["a.txt"]
+
+
 def test_same_key_other_body_is_422(client: TestClient) -> None:
     client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": "k"})
     response = client.post("/steps/delete", json={"path": "b"}, headers={"Idempotency-Key": "k"})
