@@ -28,7 +28,8 @@ from app.idempotency.deferred import DeferredStore, Opened
 from app.idempotency.lease import LeaseKeeper
 from app.idempotency.postgres import PostgresStore
 from app.idempotency.sqlite import SQLiteStore
-from app.idempotency.store import StoreUnavailable, new_owner
+from app.idempotency.store import StoreUnavailable, Sweep, new_owner
+from app.idempotency.sweeper import Sweeper
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
 from app.sandbox import Root
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             observe=app.state.metrics.observe_store,
         )
         leases = LeaseKeeper(store, settings.idempotency_lease.total_seconds())
+        sweeper = Sweeper(store, lambda swept: _report_sweep(app, swept))
         step_pool = Pool(
             "steps",
             workers=settings.step_workers,
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Started first: recovery hands it what a killed process left in the trash.
             purger.start()
             leases.start()
+            sweeper.start()
             _prepare(staging, store)
             adopter.start()
             yield
@@ -130,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ended = await _threads_ended(pools, purger, settings.shutdown_step_timeout)
             # Claims are renewed for as long as a request may still run.
             await to_thread.run_sync(leases.stop)
+            await to_thread.run_sync(sweeper.stop)
             if ended and adopted_ended:
                 store.close()
                 staging.close()
@@ -188,6 +192,7 @@ def _open_store(settings: Settings, area: StateArea, owner: str) -> Opened:
             settings.idempotency_ttl,
             owner=owner,
             lease=settings.idempotency_lease,
+            max_records=settings.idempotency_max_records,
             pool_size=settings.idempotency_pool_size,
             timeout=settings.idempotency_store_timeout,
         )
@@ -205,9 +210,17 @@ def _open_store(settings: Settings, area: StateArea, owner: str) -> Opened:
         message = f"the idempotency store is unavailable: {exc.message}"
         raise StoreUnavailable(code, message) from None
     store = SQLiteStore(
-        directory, settings.idempotency_ttl, owner=owner, lease=settings.idempotency_lease
+        directory,
+        settings.idempotency_ttl,
+        owner=owner,
+        lease=settings.idempotency_lease,
+        max_records=settings.idempotency_max_records,
     )
     return store, current
+
+
+def _report_sweep(app: FastAPI, swept: Sweep) -> None:
+    app.state.metrics.idempotency_swept(swept.expired, swept.evicted, swept.kept)
 
 
 def _open_state_dir(path: Path) -> Root:

@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from app.idempotency.store import Claim, IdempotencyStore, StoredResponse, StoreUnavailable
+from app.idempotency.store import (
+    Claim,
+    IdempotencyStore,
+    StoredResponse,
+    StoreUnavailable,
+    Sweep,
+)
 
 # What an opener returns: the store, and a check that it is still the one to use.
 Opened = tuple[IdempotencyStore, Callable[[], bool]]
@@ -82,6 +88,16 @@ class DeferredStore(IdempotencyStore):
                     return store.renew()
         with self._timed("renew"):
             return store.renew()
+
+    def sweep(self) -> Sweep:
+        """Sweep the open store; none opened (or no longer current) is left for later."""
+        with self._lock:
+            if self._store is None or not self._current():
+                return Sweep()
+            store = self._store
+        # Unlocked: a sweep's chunks must not hold every claim back; a store closed
+        # meanwhile answers StoreUnavailable.
+        return store.sweep()
 
     def close(self) -> None:
         with self._lock:

@@ -13,9 +13,11 @@ Time. Expiries and leases are compared on the database server's clock
 (``clock_timestamp()``): replicas on hosts whose clocks differ still agree on when a lease
 lapsed. A ``clock`` given to the store (tests) replaces it.
 
-Expiry. A claim removes its key's record once expired, so the semantics never depend on
-the sweep; a background thread deletes every expired record every ``sweep`` seconds, a
-bounded number per statement, so that the table does not grow without bound.
+Expiry and the cap. A claim replaces its key's record once expired (or its claim's lease
+lapsed), so the semantics never depend on the sweep. ``sweep`` (every replica's sweeper
+calls it) deletes the expired records a chunk per statement, then, under an advisory lock
+so that replicas sweeping together evict no more than needed, the oldest complete ones
+beyond ``max_records``; PostgreSQL's autovacuum gives the space back.
 
 Completions that cannot be written. A response whose record the database refused (it
 went away after the claim) is kept in memory, its claim renewed, and written again at each
@@ -41,6 +43,7 @@ from app.idempotency.store import (
     IdempotencyStore,
     StoredResponse,
     StoreUnavailable,
+    Sweep,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ _MIGRATION_LOCK = 0x73746570  # "step"
 # (a network partition) only times out.
 CONNECT_TIMEOUT = 5
 POOL_TIMEOUT = 3.0
-# Records deleted per statement by the expiry sweep.
+# Records deleted per statement by a sweep.
 _SWEEP_BATCH = 1000
 
 # Each migration, in order; the version reached is kept in stepd_schema.
@@ -84,8 +87,8 @@ _MIGRATIONS = (
 _CLAIM_CLEAR = """
 DELETE FROM stepd_idempotency
  WHERE caller = %(caller)s AND key = %(key)s
-   AND (expires_at <= stepd_now(%(now)s)
-        OR (in_flight AND (lease_until IS NULL OR lease_until <= stepd_now(%(now)s))))
+   AND CASE WHEN in_flight THEN lease_until IS NULL OR lease_until <= stepd_now(%(now)s)
+            ELSE expires_at <= stepd_now(%(now)s) END
 """
 _CLAIM_INSERT = """
 INSERT INTO stepd_idempotency
@@ -113,10 +116,19 @@ UPDATE stepd_idempotency SET lease_until = stepd_now(%(now)s) + %(lease)s
  WHERE in_flight AND owner = %(owner)s
    AND (caller, key) IN (SELECT * FROM unnest(%(callers)s::text[], %(keys)s::text[]))
 """
-_SWEEP = """
+_DELETE_EXPIRED = """
 DELETE FROM stepd_idempotency WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM stepd_idempotency WHERE expires_at <= stepd_now(%(now)s) LIMIT %(batch)s))
+    SELECT ctid FROM stepd_idempotency WHERE expires_at <= stepd_now(%(now)s)
+       AND (NOT in_flight OR lease_until IS NULL OR lease_until <= stepd_now(%(now)s))
+     LIMIT %(batch)s))
 """
+_DELETE_OLDEST = """
+DELETE FROM stepd_idempotency WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM stepd_idempotency WHERE NOT in_flight
+     ORDER BY expires_at LIMIT %(batch)s))
+"""
+# Replicas sweeping at once count and evict one after the other.
+_EVICTION_LOCK = _MIGRATION_LOCK + 1
 
 Key = tuple[str, str]
 
@@ -134,12 +146,13 @@ class PostgresStore(IdempotencyStore):
         *,
         owner: str,
         lease: timedelta,
+        max_records: int,
         pool_size: int = 8,
         timeout: float = POOL_TIMEOUT,
-        sweep: float = 60.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._ttl = ttl.total_seconds()
+        self._max_records = max_records
         self._lease = lease.total_seconds()
         self.owner = owner
         self._clock = clock
@@ -162,11 +175,6 @@ class PostgresStore(IdempotencyStore):
             open=False,
         )
         self._pool.open(wait=False)
-        self._stopping = threading.Event()
-        self._sweeper = threading.Thread(
-            target=self._sweep_every, args=(sweep,), name="stepd-expiry", daemon=True
-        )
-        self._sweeper.start()
 
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
         params = self._params(caller=caller, key=key, fingerprint=fingerprint)
@@ -225,16 +233,23 @@ class PostgresStore(IdempotencyStore):
             renewed: int = conn.execute(_RENEW, params).rowcount
             return renewed
 
-    def sweep(self) -> int:
-        """Delete the expired records; how many."""
-        swept = 0
+    def sweep(self) -> Sweep:
+        expired = 0
         with self._connection() as conn:
             params = self._params(batch=_SWEEP_BATCH)
-            while (count := conn.execute(_SWEEP, params).rowcount) > 0:
-                swept += count
+            while (count := conn.execute(_DELETE_EXPIRED, params).rowcount) > 0:
+                expired += count
                 if count < _SWEEP_BATCH:
                     break
-        return swept
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EVICTION_LOCK,))
+                row = conn.execute("SELECT count(*) FROM stepd_idempotency").fetchone()
+                kept = 0 if row is None else int(row[0])
+                evicted = 0
+                if kept > self._max_records:
+                    params = self._params(batch=kept - self._max_records)
+                    evicted = conn.execute(_DELETE_OLDEST, params).rowcount
+        return Sweep(expired, evicted, kept - evicted)
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers now."""
@@ -242,9 +257,6 @@ class PostgresStore(IdempotencyStore):
             conn.execute("SELECT 1")
 
     def close(self) -> None:
-        self._stopping.set()
-        if self._sweeper.is_alive():
-            self._sweeper.join(CONNECT_TIMEOUT * 2)
         self._pool.close()
 
     def _write_completion(self, caller: str, key: str, response: StoredResponse) -> None:
@@ -261,14 +273,6 @@ class PostgresStore(IdempotencyStore):
         with self._mutex:
             self._active.discard((caller, key))
             self._unwritten.pop((caller, key), None)
-
-    def _sweep_every(self, interval: float) -> None:
-        while not self._stopping.wait(interval):
-            try:
-                if swept := self.sweep():
-                    log.info("idempotency: %d expired records deleted", swept)
-            except StoreUnavailable as exc:
-                log.warning("idempotency expiry sweep failed: %s", exc.message)
 
     def _params(self, **params: Any) -> dict[str, Any]:
         params["now"] = None if self._clock is None else self._clock()

@@ -21,6 +21,7 @@ from tests.support.postgres import Postgres
 
 TTL = timedelta(hours=1)
 LEASE = timedelta(seconds=30)
+MAX_RECORDS = 5
 
 OpenStore = Callable[[str], IdempotencyStore]
 
@@ -45,7 +46,9 @@ def _sqlite(tmp_path: Path, clock: Clock) -> OpenStore:
 
     def open_store(owner: str) -> IdempotencyStore:
         directory = Root.open(tmp_path / "state")
-        return SQLiteStore(directory, TTL, owner=owner, lease=LEASE, clock=clock)
+        return SQLiteStore(
+            directory, TTL, owner=owner, lease=LEASE, max_records=MAX_RECORDS, clock=clock
+        )
 
     return open_store
 
@@ -55,7 +58,9 @@ def _postgres(request: pytest.FixtureRequest, clock: Clock) -> OpenStore:
     url = server.database()
 
     def open_store(owner: str) -> IdempotencyStore:
-        return PostgresStore(url, TTL, owner=owner, lease=LEASE, pool_size=2, clock=clock)
+        return PostgresStore(
+            url, TTL, owner=owner, lease=LEASE, max_records=MAX_RECORDS, pool_size=2, clock=clock
+        )
 
     return open_store
 
