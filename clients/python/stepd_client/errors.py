@@ -20,7 +20,8 @@
         ├── FilesystemFailure    permission_denied, read_only_filesystem, busy, no_space,
         │                        too_many_open_files, io_error, atomic_unsupported,
         │                        cross_device
-        ├── Unavailable          not_ready, overloaded, shutting_down (retried first)
+        ├── Unavailable          not_ready, overloaded, shutting_down, store_unavailable
+        │                        (retried first)
         ├── UnsupportedOperation route_not_found, method_not_allowed, http_error
         └── InternalError        internal
 
@@ -167,7 +168,8 @@ class FilesystemFailure(ProblemError):
 
 
 class Unavailable(ProblemError):
-    """The service is not ready, at capacity, or shutting down (retried, being 5xx)."""
+    """The service is not ready, at capacity, shutting down, or cannot reach its
+    idempotency store (retried, being 5xx)."""
 
 
 class UnsupportedOperation(ProblemError):
@@ -210,6 +212,7 @@ FAMILIES: dict[str, type[ProblemError]] = {
     "not_ready": Unavailable,
     "overloaded": Unavailable,
     "shutting_down": Unavailable,
+    "store_unavailable": Unavailable,
     "route_not_found": UnsupportedOperation,
     "method_not_allowed": UnsupportedOperation,
     "http_error": UnsupportedOperation,
