@@ -53,14 +53,12 @@ class DeferredStore(IdempotencyStore):
             return self._opened().claim(caller, key, fingerprint)
 
     def complete(self, caller: str, key: str, response: StoredResponse) -> None:
-        """Complete in the store open now, unchecked: the claim was made in it (a store
-        found no longer current is closed, and the claims made in it left to lapse)."""
         with self._lock:
-            self._claimed_in().complete(caller, key, response)
+            self._opened().complete(caller, key, response)
 
     def release(self, caller: str, key: str) -> None:
         with self._lock:
-            self._claimed_in().release(caller, key)
+            self._opened().release(caller, key)
 
     def renew(self) -> int:
         """Renew through the open store; none opened (or no longer current) holds no claim
@@ -90,12 +88,6 @@ class DeferredStore(IdempotencyStore):
             self._close_locked()
         if self._store is None:
             self._store, self._current = self._open_store()
-        return self._store
-
-    def _claimed_in(self) -> IdempotencyStore:
-        """The open store, where this process's claims were made; not opened for this."""
-        if self._store is None:
-            raise StoreUnavailable("io_error", "the idempotency store is not open")
         return self._store
 
     def _close_locked(self) -> None:
