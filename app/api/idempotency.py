@@ -107,6 +107,7 @@ class IdempotencyMiddleware:
         key: str,
     ) -> None:
         replayed = False
+        settled = False
         status = 500
         content_type = ""
         chunks: list[bytes] = []
@@ -118,6 +119,16 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        async def settle() -> None:
+            nonlocal settled
+            settled = True
+            answer = StoredResponse(status, content_type, b"".join(chunks))
+            if not _worth_keeping(answer):
+                await _settle(store.release, caller, key)
+            elif not await _settle(store.complete, caller, key, answer):
+                # Without its record a retry would wait for ever.
+                await _settle(store.release, caller, key)
+
         async def capture(message: Message) -> None:
             nonlocal status, content_type
             if message["type"] == "http.response.start":
@@ -127,19 +138,20 @@ class IdempotencyMiddleware:
                         content_type = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Kept before the answer ends: a retry sent as soon as the caller has
+                    # read it replays the answer instead of finding the key in flight.
+                    await settle()
             await send(message)
 
         try:
             await self.app(scope, receive_body, capture)
         except BaseException:
-            await _settle(store.release, caller, key)
+            if not settled:
+                await _settle(store.release, caller, key)
             raise
-        answer = StoredResponse(status, content_type, b"".join(chunks))
-        if not _worth_keeping(answer):
-            await _settle(store.release, caller, key)
-        elif not await _settle(store.complete, caller, key, answer):
-            # The answer is sent; without its record a retry would wait for ever.
-            await _settle(store.release, caller, key)
+        if not settled:
+            await settle()
 
 
 def _worth_keeping(answer: StoredResponse) -> bool:
@@ -153,7 +165,8 @@ def _worth_keeping(answer: StoredResponse) -> bool:
 
 
 async def _settle(action: Callable[..., None], *args: Any) -> bool:
-    """Run a store ``action`` after the response went out; a failure can only be logged."""
+    """Run a store ``action`` once the response is known; a failure can only be logged
+    (the step has run: its answer goes out all the same)."""
     try:
         await to_thread.run_sync(action, *args)
     except StoreUnavailable as exc:
