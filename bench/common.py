@@ -145,12 +145,12 @@ def need_wrk() -> None:
 _WRK_LUA = """
 local counter = 0
 local template = %(template)s
-local key = %(key)s
+local key_prefix = %(key_prefix)s
 function request()
   counter = counter + 1
   local body = string.format(template, counter)
   local headers = {["Content-Type"] = "application/json"}
-  if key ~= "" then headers["Idempotency-Key"] = string.format(key, counter) end
+  if key_prefix then headers["Idempotency-Key"] = key_prefix .. counter end
   return wrk.format("POST", "/steps/delete", headers, body)
 end
 function done(summary, latency, requests)
@@ -166,13 +166,14 @@ end
 WRK_CONNECTIONS = 16
 
 
-def wrk(base: str, template: str, seconds: int, key: str = "") -> dict[str, float]:
+def wrk(base: str, template: str, seconds: int, key_prefix: str | None = None) -> dict[str, float]:
     """wrk (one thread, ``WRK_CONNECTIONS`` keep-alive connections) POSTing to
-    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests, with an
-    ``Idempotency-Key`` made of ``key`` the same way (none when empty).
-    Returns requests, rps, p50_us, p99_us, errors."""
+    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests; with
+    ``key_prefix``, each request has an ``Idempotency-Key`` of its own (the prefix and its
+    number). Returns requests, rps, p50_us, p99_us, errors."""
+    lua_prefix = "nil" if key_prefix is None else json.dumps(key_prefix)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % {"template": json.dumps(template), "key": json.dumps(key)})
+        script.write(_WRK_LUA % {"template": json.dumps(template), "key_prefix": lua_prefix})
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", script.name, base],

@@ -1,4 +1,4 @@
-"""Figure 6: one-file deletes with an Idempotency-Key, the SQLite store against the
+"""Figure 7: one-file deletes with an Idempotency-Key, the SQLite store against the
 PostgreSQL one, side by side.
 
 Scenarios, each ``--rounds`` times, alternating, with wrk on loopback (16 connections):
@@ -16,32 +16,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.common import header, median, need_wrk, server, stepd_command, wrk
+from bench.common import header, need_wrk, server, stepd_command, wrk
+from bench.small_requests import ONE_FILE, files, row
 from tests.support.postgres import running_postgres
-
-ONE_FILE = '{"workspace": "files", "path": "f%d"}'
-
-
-def _files(root: Path, count: int) -> None:
-    d = root / "files"
-    d.mkdir(exist_ok=True)
-    for n in range(1, count + 1):
-        (d / f"f{n}").write_bytes(b"x" * 64)
-
-
-def _row(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
-    row = {
-        "rps": median([r["rps"] for r in runs]),
-        "p50_ms": median([r["p50_us"] for r in runs]) / 1000,
-        "p99_ms": median([r["p99_us"] for r in runs]) / 1000,
-        "errors": sum(r["errors"] for r in runs),
-    }
-    print(
-        f"  {name:24} {row['rps']:7.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-        f"p99 {row['p99_ms']:6.2f} ms  errors {row['errors']:.0f}",
-        flush=True,
-    )
-    return row
 
 
 def main() -> None:
@@ -69,10 +46,10 @@ def main() -> None:
                     ("sqlite", sqlite),
                     ("postgresql", postgres),
                 ):
-                    _files(roots[name], args.files)
-                    key = "" if name == "no key" else f"round-{n}-%d"
-                    samples[name].append(wrk(running.url, ONE_FILE, args.seconds, key))
-    rows = {name: _row(name, runs) for name, runs in samples.items()}
+                    files(roots[name], args.files)
+                    prefix = None if name == "no key" else f"round-{n}-"
+                    samples[name].append(wrk(running.url, ONE_FILE, args.seconds, prefix))
+    rows = {name: row(name, runs) for name, runs in samples.items()}
     for store_name in ("sqlite", "postgresql"):
         ratio = rows[store_name]["rps"] / rows["no key"]["rps"]
         print(f"ratio {store_name}/no key: {ratio:.2f}")
