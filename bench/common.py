@@ -73,9 +73,20 @@ def server(command: Sequence[str], env: dict[str, str] | None = None) -> Iterato
             proc.wait()
 
 
-def stepd_command(root: Path) -> list[str]:
-    """``stepd serve`` with its default settings (JSON access log at info included)."""
-    return [sys.executable, "-m", "app", "serve", "--port", "{port}", "--workspace-root", str(root)]
+def stepd_command(root: Path, *options: str) -> list[str]:
+    """``stepd serve`` with its default settings (JSON access log at info and metrics
+    included) but for ``options``."""
+    return [
+        sys.executable,
+        "-m",
+        "app",
+        "serve",
+        "--port",
+        "{port}",
+        "--workspace-root",
+        str(root),
+        *options,
+    ]
 
 
 def bare_command() -> list[str]:
@@ -145,10 +156,12 @@ def need_wrk() -> None:
 _WRK_LUA = """
 local counter = 0
 local template = %(template)s
+local headers = %(headers)s
+headers["Content-Type"] = "application/json"
 function request()
   counter = counter + 1
   local body = string.format(template, counter)
-  return wrk.format("POST", "/steps/delete", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/steps/delete", headers, body)
 end
 function done(summary, latency, requests)
   io.write(string.format(
@@ -163,12 +176,15 @@ end
 WRK_CONNECTIONS = 16
 
 
-def wrk(base: str, template: str, seconds: int) -> dict[str, float]:
+def wrk(
+    base: str, template: str, seconds: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """wrk (one thread, ``WRK_CONNECTIONS`` keep-alive connections) POSTing to
-    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests.
-    Returns requests, rps, p50_us, p99_us, errors."""
+    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests, with
+    ``headers`` besides the content type. Returns requests, rps, p50_us, p99_us, errors."""
+    pairs = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % {"template": json.dumps(template)})
+        script.write(_WRK_LUA % {"template": json.dumps(template), "headers": f"{{{pairs}}}"})
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", script.name, base],
