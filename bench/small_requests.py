@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -77,24 +78,38 @@ def _tokens(path: Path) -> Path:
     return path
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _row(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
     row = {
         "rps": median([r["rps"] for r in runs]),
+        "cpu_us": median([r["cpu_us"] for r in runs]),
         "p50_ms": median([r["p50_us"] for r in runs]) / 1000,
         "p99_ms": median([r["p99_us"] for r in runs]) / 1000,
         "errors": sum(r["errors"] for r in runs),
     }
     print(
         f"  {name:24} {row['rps']:7.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-        f"p99 {row['p99_ms']:6.2f} ms  errors {row['errors']:.0f}",
+        f"p99 {row['p99_ms']:6.2f} ms  CPU {row['cpu_us']:5.0f} µs/req  errors {row['errors']:.0f}",
         flush=True,
     )
     return row
 
 
-def _cost_us(rows: dict[str, dict[str, float]], name: str, base: str) -> float:
-    """Microseconds per request that ``name`` spends over ``base`` (one process, saturated)."""
-    return 1e6 / rows[name]["rps"] - 1e6 / rows[base]["rps"]
+def _cost_us(rows: dict[str, dict[str, float]], name: str, base: str) -> tuple[float, float]:
+    """Microseconds per request that ``name`` spends over ``base``: from the request
+    rates (1/rate: what one saturated process takes per request) and from the servers'
+    own CPU time per request (less disturbed by other work on the machine)."""
+    by_rate = 1e6 / rows[name]["rps"] - 1e6 / rows[base]["rps"]
+    return by_rate, rows[name]["cpu_us"] - rows[base]["cpu_us"]
+
+
+def _print_cost(what: str, cost: tuple[float, float]) -> None:
+    print(f"  {what:34} {cost[0]:7.1f} by rate  {cost[1]:7.1f} by CPU")
 
 
 def main() -> None:
@@ -127,7 +142,10 @@ def main() -> None:
 
         def run(name: str, scenario: str, template: str) -> None:
             headers = {"Authorization": f"Bearer {TOKEN}"} if name in AUTHENTICATED else {}
+            before = _cpu_seconds(running[name].pid)
             result = wrk(running[name].url, template, args.seconds, headers)
+            used = _cpu_seconds(running[name].pid) - before
+            result["cpu_us"] = 1e6 * used / max(result["requests"], 1)
             samples.setdefault(f"{scenario} {name}", []).append(result)
 
         for _ in range(args.rounds):
@@ -153,13 +171,16 @@ def main() -> None:
         print(f"  {scenario} ratio, everything off: {off:.2f}")
     p99 = rows["noop cluster"]["p99_ms"] / rows["noop bare"]["p99_ms"]
     print(f"  noop p99 / bare p99: {p99:.2f} (goal <= {P99_GOAL:.1f}: {verdict(p99 <= P99_GOAL)})")
-    print("cost per request, µs (no-op delete):")
-    print(f"  stepd, everything off, over bare: {_cost_us(rows, 'noop off', 'noop bare'):6.1f}")
+    for scenario in ("noop", "file"):
+        ratio = rows[f"{scenario} bare"]["cpu_us"] / rows[f"{scenario} cluster"]["cpu_us"]
+        print(f"  {scenario} ratio by CPU per request (bare / cluster): {ratio:.2f}")
+    print("cost per request, µs (no-op delete unless said):")
+    _print_cost("stepd, everything off, over bare", _cost_us(rows, "noop off", "noop bare"))
     for feature in FEATURES:
-        print(f"  {feature:9} over off: {_cost_us(rows, f'noop {feature}', 'noop off'):6.1f}")
-    print(f"  cluster over off: {_cost_us(rows, 'noop cluster', 'noop off'):6.1f}")
-    print(f"  cluster over bare: {_cost_us(rows, 'noop cluster', 'noop bare'):6.1f}")
-    print(f"  one file over no-op (cluster): {_cost_us(rows, 'file cluster', 'noop cluster'):6.1f}")
+        _print_cost(f"{feature} over off", _cost_us(rows, f"noop {feature}", "noop off"))
+    _print_cost("cluster over off", _cost_us(rows, "noop cluster", "noop off"))
+    _print_cost("cluster over bare", _cost_us(rows, "noop cluster", "noop bare"))
+    _print_cost("one file over no-op (cluster)", _cost_us(rows, "file cluster", "noop cluster"))
     if not args.no_purging:
         ratio = rows["noop-purging cluster"]["rps"] / rows["noop cluster"]["rps"]
         print(f"ratio no-op while purging / no-op idle (cluster): {ratio:.2f}")

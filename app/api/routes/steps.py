@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
 from app.api.deps import AppSettings, CurrentRequest, StepPool, TrashPurger, WorkspaceRoot
@@ -72,15 +72,17 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
 """
 
 
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Makes a retry safe: the first request with a key runs and its answer is "
-        "kept (24 h by default); the same key with the same body answers it again, with "
-        "`Idempotent-Replayed: true`. A quoted string or a token, 1..255 visible ASCII.",
-    ),
-]
+# Documented here, acted on by the gate and the Idempotency-Key layer before the route:
+# not a parameter of the route, which FastAPI would parse on every request.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the first request with a key runs and its answer is "
+    "kept (24 h by default); the same key with the same body answers it again, with "
+    "`Idempotent-Replayed: true`. A quoted string or a token, 1..255 visible ASCII.",
+    "schema": {"type": "string"},
+}
 
 BATCH_EXAMPLES: dict[str, Any] = {
     "atomic": {
@@ -186,6 +188,7 @@ STEP_PROBLEMS = (
 )
 # Every operation may run with or without a bearer token, as the service is configured.
 OPTIONAL_BEARER: dict[str, Any] = {"security": [{"bearerAuth": []}, {}]}
+STEP_OPERATION = OPTIONAL_BEARER | {"parameters": [IDEMPOTENCY_KEY_PARAMETER]}
 
 BATCH_DESCRIPTION = """\
 Runs Kargo-shaped steps in order in one workspace. The whole batch is validated before
@@ -207,7 +210,7 @@ workspace is exactly as before. A failed batch answers the failing step's status
     summary="Run a delete step",
     description=DELETE_DESCRIPTION,
     response_model=DeleteResult,
-    openapi_extra=OPTIONAL_BEARER,
+    openapi_extra=STEP_OPERATION,
     responses=ok_examples(DELETE_RESULT_EXAMPLES) | problem_responses(*STEP_PROBLEMS),
 )
 async def run_delete_step(
@@ -217,10 +220,8 @@ async def run_delete_step(
     settings: AppSettings,
     pool: StepPool,
     record: CurrentRequest,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    """Run one delete step: a batch of one, on the step pool (blocking filesystem work).
-    ``idempotency_key`` is declared for the documentation; the middleware acts on it."""
+    """Run one delete step: a batch of one, on the step pool (blocking filesystem work)."""
     spec = request.to_internal()
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
@@ -246,7 +247,7 @@ async def run_delete_step(
     response_model=BatchResult,
     response_model_by_alias=True,
     response_model_exclude_none=True,
-    openapi_extra=OPTIONAL_BEARER,
+    openapi_extra=STEP_OPERATION,
     responses=ok_examples(BATCH_RESULT_EXAMPLES)
     | problem_responses(*STEP_PROBLEMS, "atomic_unsupported"),
 )
@@ -257,7 +258,6 @@ async def run_batch_steps(
     pool: StepPool,
     settings: AppSettings,
     record: CurrentRequest,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Run a batch on the step pool; see the description."""
     spec = request.to_internal()
