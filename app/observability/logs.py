@@ -46,14 +46,14 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
-            key: value
-            for key, value in record.__dict__.items()
-            if key not in _STANDARD and key not in _DROPPED
+            "timestamp": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
         }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in _DROPPED:
+                event[key] = value
         event["message"] = record.getMessage()
-        event["timestamp"] = _timestamp(record.created)
-        event["level"] = record.levelname.lower()
-        event["logger"] = record.name
         if "request_id" not in event and (current := current_record()) is not None:
             event["request_id"] = current.request_id
         if record.exc_info:
