@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"stepd: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level, background=True)
+    configure_logging(settings.log_format, settings.log_level)
     if warning:
         log.warning("stepd: %s", warning)
     # uvicorn drains in-flight requests on SIGTERM, then raises the signal again for the

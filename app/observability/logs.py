@@ -5,22 +5,13 @@ come from ``JsonFormatter``: a record with its ``extra`` fields as one object pe
 encoded by orjson (several times faster than the standard library's encoder). Aligned,
 coloured text (``console``) comes from structlog's console renderer. Both add the
 current request's id to every record logged while a request is served.
-
-A server logs in the background (``configure_logging(background=True)``): the event loop
-only queues each record (``QueueHandler``), and one thread formats and writes them
-(``QueueListener``), stopped and drained at exit. The request id is attached when the
-record is queued, since the writing thread is outside the request.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import queue
 import sys
 import time
-from collections.abc import Callable
-from logging.handlers import QueueHandler, QueueListener
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -111,47 +102,11 @@ def formatter(log_format: LogFormat, *, colors: bool = False) -> logging.Formatt
     )
 
 
-class _RequestQueueHandler(QueueHandler):
-    """Queues records as they are, for the listener's thread to format: only the
-    current request's id is noted first, as that thread is outside the request."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        current = current_record()
-        if current is not None and "request_id" not in record.__dict__:
-            record.request_id = current.request_id
-        return record
-
-
-def configure_logging(
-    log_format: LogFormat,
-    level: str,
-    stream: TextIO | None = None,
-    *,
-    background: bool = False,
-) -> Callable[[], None]:
-    """Send every log record to ``stream`` (stdout by default), formatted as ``log_format``;
-    with ``background``, formatted and written by a thread of its own, drained at exit or
-    by the function returned (which does nothing otherwise)."""
+def configure_logging(log_format: LogFormat, level: str, stream: TextIO | None = None) -> None:
+    """Send every log record to ``stream`` (stdout by default), formatted as ``log_format``."""
     stream = stream or sys.stdout
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter(log_format, colors=stream.isatty()))
     root = logging.getLogger()
+    root.handlers = [handler]
     root.setLevel(level.upper())
-    if not background:
-        root.handlers = [handler]
-        return lambda: None
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = QueueListener(records, handler)
-    listener.start()
-
-    stopped = False
-
-    def stop() -> None:
-        nonlocal stopped
-        if not stopped:
-            stopped = True
-            listener.stop()
-
-    atexit.register(stop)
-    root.handlers = [_RequestQueueHandler(records)]
-    return stop

@@ -83,19 +83,3 @@ def test_configure_logging_routes_every_logger_to_the_stream() -> None:
     assert [(line["logger"], line["message"]) for line in lines] == [
         ("uvicorn.error", "from uvicorn")
     ]
-
-
-@pytest.mark.usefixtures("restored_root_logger")
-def test_background_logging_writes_every_line_with_its_request_id() -> None:
-    stream = io.StringIO()
-    stop = configure_logging("json", "info", stream, background=True)
-    with recording("req-7"):
-        logging.getLogger("stepd.access").info("request", extra={"status": 200})
-    logging.getLogger("app.somewhere").info("after")
-    stop()
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [(line["message"], line.get("request_id")) for line in lines] == [
-        ("request", "req-7"),
-        ("after", None),
-    ]
-    assert lines[0]["status"] == 200
