@@ -3,11 +3,11 @@
 wrk's rates move with whatever else runs on the machine; the CPU one process spends per
 request moves much less. This drives the ASGI application directly (16 requests at a
 time on uvloop, as wrk's 16 connections), after its start-up, and prints the process's
-CPU time per request (all threads: event loop and step pool) in four cases:
-the bare endpoint (``bench/bare_app.py``); the no-op delete with the cluster
-configuration (tokens, JSON access line, metrics) and with everything off; and deleting
-one small file (cluster). Each case runs in a fresh
-subprocess, ``--rounds`` times in turn, medians printed.
+CPU time per request (all threads: event loop and step pool) in these cases: the bare
+endpoint (``bench/bare_app.py``); the no-op delete with the cluster configuration
+(tokens, JSON access line, metrics), with everything off, and with only the tokens or
+only the access line on; and deleting one small file (cluster). Each case runs in a
+fresh subprocess, ``--rounds`` times in turn, medians printed.
 
 ``--tree DIR`` measures the stepd source in ``DIR`` instead (a checkout of another
 commit, say ``git worktree add /tmp/old <commit>``): how each change was measured.
@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import REPO, header, median
 
-CASES = ("noop bare", "noop cluster", "noop off", "file cluster")
+CASES = ("noop bare", "noop cluster", "noop off", "noop +auth", "noop +logs", "file cluster")
 CONCURRENCY = 16
 TOKEN = "bench-token-3"
 
@@ -48,11 +48,11 @@ def _app(case: str, root: Path, tokens: Path) -> Any:
 
     cluster = case.endswith("cluster")
     devnull = open(os.devnull, "w")  # noqa: SIM115  # for the process's lifetime
-    level = "info" if cluster else "warning"
+    level = "info" if cluster or case.endswith("+logs") else "warning"
     logs.configure_logging("json", level, devnull)
     settings = Settings(
         workspace_root=root,
-        auth_tokens_file=tokens if cluster else None,
+        auth_tokens_file=tokens if cluster or case.endswith("+auth") else None,
         metrics=cluster,
     )
     return create_app(settings)
@@ -176,6 +176,9 @@ def main() -> None:
     bare = median(samples["noop bare"])
     for case in ("noop cluster", "file cluster"):
         print(f"  ratio bare / {case}: {bare / median(samples[case]):.2f}")
+    off = median(samples["noop off"])
+    for case in ("noop +auth", "noop +logs", "noop cluster"):
+        print(f"  cost of {case.split()[1]} over off: {median(samples[case]) - off:5.0f} µs")
 
 
 if __name__ == "__main__":
