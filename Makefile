@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.glob_walks
+	$(BIN)/python -m bench.keyed_requests
 
 clean:
 	rm -rf $(VENV) node_modules .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis

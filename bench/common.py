@@ -158,9 +158,11 @@ local counter = 0
 local template = %(template)s
 local headers = %(headers)s
 headers["Content-Type"] = "application/json"
+local key_prefix = %(key_prefix)s
 function request()
   counter = counter + 1
   local body = string.format(template, counter)
+  if key_prefix then headers["Idempotency-Key"] = key_prefix .. counter end
   return wrk.format("POST", "/steps/delete", headers, body)
 end
 function done(summary, latency, requests)
@@ -177,14 +179,22 @@ WRK_CONNECTIONS = 16
 
 
 def wrk(
-    base: str, template: str, seconds: int, headers: dict[str, str] | None = None
+    base: str,
+    template: str,
+    seconds: int,
+    key_prefix: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """wrk (one thread, ``WRK_CONNECTIONS`` keep-alive connections) POSTing to
     /steps/delete the JSON ``template``, whose ``%d`` numbers the requests, with
-    ``headers`` besides the content type. Returns requests, rps, p50_us, p99_us, errors."""
+    ``headers`` besides the content type; with ``key_prefix``, each request has an
+    ``Idempotency-Key`` of its own (the prefix and its number). Returns requests, rps,
+    p50_us, p99_us, errors."""
+    lua_prefix = "nil" if key_prefix is None else json.dumps(key_prefix)
     pairs = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items())
+    values = {"template": json.dumps(template), "headers": f"{{{pairs}}}", "key_prefix": lua_prefix}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % {"template": json.dumps(template), "headers": f"{{{pairs}}}"})
+        script.write(_WRK_LUA % values)
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", script.name, base],

@@ -65,7 +65,7 @@ FILE_SERVERS = ("bare", "cluster", "off")
 FEATURES = ("+auth", "+logs", "+metrics")
 
 
-def _files(root: Path, count: int) -> None:
+def files(root: Path, count: int) -> None:
     """Files f1..f<count> in workspace ``files``, one per request of a round."""
     d = root / "files"
     d.mkdir(exist_ok=True)
@@ -84,20 +84,25 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _row(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
-    row = {
+def row(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    """Print and return the medians of ``runs`` (and their errors summed); the server's
+    CPU per request too when the runs measured it."""
+    figures = {
         "rps": median([r["rps"] for r in runs]),
-        "cpu_us": median([r["cpu_us"] for r in runs]),
         "p50_ms": median([r["p50_us"] for r in runs]) / 1000,
         "p99_ms": median([r["p99_us"] for r in runs]) / 1000,
         "errors": sum(r["errors"] for r in runs),
     }
+    cpu = ""
+    if all("cpu_us" in r for r in runs):
+        figures["cpu_us"] = median([r["cpu_us"] for r in runs])
+        cpu = f"  CPU {figures['cpu_us']:5.0f} µs/req"
     print(
-        f"  {name:24} {row['rps']:7.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-        f"p99 {row['p99_ms']:6.2f} ms  CPU {row['cpu_us']:5.0f} µs/req  errors {row['errors']:.0f}",
+        f"  {name:24} {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+        f"p99 {figures['p99_ms']:6.2f} ms{cpu}  errors {figures['errors']:.0f}",
         flush=True,
     )
-    return row
+    return figures
 
 
 def _cost_us(rows: dict[str, dict[str, float]], name: str, base: str) -> tuple[float, float]:
@@ -143,7 +148,7 @@ def main() -> None:
         def run(name: str, scenario: str, template: str) -> None:
             headers = {"Authorization": f"Bearer {TOKEN}"} if name in AUTHENTICATED else {}
             before = _cpu_seconds(running[name].pid)
-            result = wrk(running[name].url, template, args.seconds, headers)
+            result = wrk(running[name].url, template, args.seconds, headers=headers)
             used = _cpu_seconds(running[name].pid) - before
             result["cpu_us"] = 1e6 * used / max(result["requests"], 1)
             samples.setdefault(f"{scenario} {name}", []).append(result)
@@ -152,7 +157,7 @@ def main() -> None:
             for name in SERVERS:
                 run(name, "noop", NOOP)
             for name in FILE_SERVERS:
-                _files(roots[name], args.files)
+                files(roots[name], args.files)
                 run(name, "file", ONE_FILE)
             if not args.no_purging:
                 copy_tree(source, roots["cluster"] / "big")
@@ -162,7 +167,7 @@ def main() -> None:
                 answer.raise_for_status()
                 run("cluster", "noop-purging", NOOP)
                 wait_until_empty(roots["cluster"] / ".stepd" / "trash")
-        rows = {name: _row(name, runs) for name, runs in samples.items()}
+        rows = {name: row(name, runs) for name, runs in samples.items()}
     print("goals (cluster configuration against bare):")
     for scenario, goal in (("noop", NOOP_GOAL), ("file", FILE_GOAL)):
         ratio = rows[f"{scenario} cluster"]["rps"] / rows[f"{scenario} bare"]["rps"]
