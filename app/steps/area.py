@@ -165,6 +165,16 @@ class StateArea:
                 self._retire(self._area)
 
     def _acquire(self, create: bool) -> Area | None:
+        # The usual case, checked outside the mutex so that concurrent users do not queue
+        # behind each other's ``stat`` calls: the opening is current, and still the one
+        # kept (a result about one retired meanwhile, its descriptors closed or reused,
+        # is discarded). An opening still without this instance's lock takes the slow way.
+        area = self._area
+        if area is not None and self._held(area) and self.is_current(area):
+            with self._mutex:
+                if self._area is area and not area.retired:
+                    area.users += 1
+                    return area
         with self._mutex:
             area = self._area
             if area is not None and not self.is_current(area):
@@ -181,10 +191,15 @@ class StateArea:
                 if area is None and create:
                     raise Busy("stepd's own area was removed as it was being made")
             if area is not None:
-                if self.instance is not None and area.owner_fd is None:
+                if not self._held(area):
+                    assert self.instance is not None
                     take_ownership(area, self.instance, wait=0)
                 area.users += 1
             return area
+
+    def _held(self, area: Area) -> bool:
+        """Whether ``area`` is held as this instance's (or needs no holding)."""
+        return self.instance is None or area.owner_fd is not None
 
     def _release(self, area: Area) -> None:
         with self._mutex:
