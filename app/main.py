@@ -34,7 +34,7 @@ from app.sandbox import Root
 from app.sandbox.errors import SandboxError, from_os_error
 from app.settings import Settings, check_workspace_root, instance_id
 from app.steps.area import StateArea, Unusable
-from app.steps.purger import Purger
+from app.steps.purger import LOW_PRIORITY, Purger
 from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
 
@@ -83,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background=settings.purge == "background",
             slice_seconds=settings.purge_slice,
             pause_seconds=settings.purge_pause,
+            floor=settings.purge_floor,
+            # With a floor, its share is CPU time taken on equal terms with step work.
+            niceness=STEP_NICENESS if settings.purge_floor else LOW_PRIORITY,
             activity=app.state.metrics.activity,
         )
         owner = new_owner(instance_id(settings))

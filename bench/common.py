@@ -163,15 +163,17 @@ end
 WRK_CONNECTIONS = 16
 
 
-def wrk(base: str, template: str, seconds: int) -> dict[str, float]:
-    """wrk (one thread, ``WRK_CONNECTIONS`` keep-alive connections) POSTing to
+def wrk(
+    base: str, template: str, seconds: int, connections: int = WRK_CONNECTIONS
+) -> dict[str, float]:
+    """wrk (one thread, ``connections`` keep-alive connections) POSTing to
     /steps/delete the JSON ``template``, whose ``%d`` numbers the requests.
     Returns requests, rps, p50_us, p99_us, errors."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_LUA % {"template": json.dumps(template)})
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", script.name, base],
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, base],
             capture_output=True,
             text=True,
             check=True,
