@@ -134,7 +134,7 @@ class Settings(BaseSettings):
         description="Seconds the purger pauses after each slice while requests are served.",
     )
     purge_floor: float = Field(
-        0.25,
+        0.5,
         ge=0,
         le=1,
         description="Least share of time the purger spends freeing while requests are served "

@@ -150,10 +150,10 @@ async def healthz() -> Health:
                     "detail": "the workspace filesystem is full; deletes still work",
                     "purgeBacklog": {
                         "entries": 2,
-                        "bytes": None,
+                        "bytes": 2097152,
                         "stuck": 0,
-                        "oldestSeconds": 41.5,
-                        "files": None,
+                        "oldestSeconds": 0.25,
+                        "files": 2,
                         "freedEntries": 3,
                         "freedFiles": 215000,
                         "freedBytes": 0,
