@@ -27,7 +27,8 @@ from app.api.tokens import TokenFile, parse_agent_token
 from app.idempotency.deferred import DeferredStore, Opened
 from app.idempotency.lease import LeaseKeeper
 from app.idempotency.sqlite import SQLiteStore
-from app.idempotency.store import StoreUnavailable, new_owner
+from app.idempotency.store import StoreUnavailable, Sweep, new_owner
+from app.idempotency.sweeper import Sweeper
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
 from app.sandbox import Root
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         owner = new_owner(instance_id(settings))
         store = DeferredStore(lambda: _open_store(settings, staging.area, owner))
         leases = LeaseKeeper(store, settings.idempotency_lease.total_seconds())
+        sweeper = Sweeper(store, lambda swept: _report_sweep(app, swept))
         step_pool = Pool(
             "steps",
             workers=settings.step_workers,
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Started first: recovery hands it what a killed process left in the trash.
             purger.start()
             leases.start()
+            sweeper.start()
             _prepare(staging, store)
             yield
         finally:
@@ -117,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ended = await _threads_ended(pools, purger, settings.shutdown_step_timeout)
             # Claims are renewed for as long as a request may still run.
             await to_thread.run_sync(leases.stop)
+            await to_thread.run_sync(sweeper.stop)
             if ended:
                 store.close()
                 staging.close()
@@ -181,9 +185,17 @@ def _open_store(settings: Settings, area: StateArea, owner: str) -> Opened:
         message = f"the idempotency store is unavailable: {exc.message}"
         raise StoreUnavailable(code, message) from None
     store = SQLiteStore(
-        directory, settings.idempotency_ttl, owner=owner, lease=settings.idempotency_lease
+        directory,
+        settings.idempotency_ttl,
+        owner=owner,
+        lease=settings.idempotency_lease,
+        max_records=settings.idempotency_max_records,
     )
     return store, current
+
+
+def _report_sweep(app: FastAPI, swept: Sweep) -> None:
+    app.state.metrics.idempotency_swept(swept.expired, swept.evicted, swept.kept)
 
 
 def _open_state_dir(path: Path) -> Root:

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     idempotency_ttl: timedelta = Field(
         timedelta(hours=24), description="How long an Idempotency-Key's response is kept."
     )
+    idempotency_max_records: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most idempotency records kept: past it, the oldest answers are dropped "
+        "before they expire (claims of running requests never are).",
+    )
     idempotency_lease: timedelta = Field(
         timedelta(seconds=30),
         gt=timedelta(0),

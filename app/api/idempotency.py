@@ -4,8 +4,9 @@ A request with a key claims it in the store, runs, and its response (status, con
 type, body) is kept; the same key with the same request answers that response again,
 without running, with ``Idempotent-Replayed: true``. Same key, other request: 422
 ``idempotency_key_reused``; while the first still runs: 409 ``idempotency_key_in_flight``;
-a malformed key: 400 ``invalid_idempotency_key``. Server errors (5xx) are not kept: the
-claim is released so that a retry runs again. When the store cannot keep the claim (a
+a malformed key: 400 ``invalid_idempotency_key``. Server errors (5xx) and bodies that fail
+validation (422 ``invalid_request``) are not kept: the claim is released so that a retry
+runs again. When the store cannot keep the claim (a
 full or read-only state directory), the request does not run and answers the store's
 problem (507 ``no_space``, 409 ``read_only_filesystem``, 503 ``io_error``); requests
 without a key never touch the store. A middleware rather than a dependency, so
@@ -14,6 +15,7 @@ that every answer is covered, request validation errors included.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Collection
 from typing import Any
@@ -23,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.auth import caller_in
-from app.api.problems import problem_response
+from app.api.problems import MEDIA_TYPE, problem_response
 from app.idempotency.key import InvalidKey, parse_key
 from app.idempotency.store import (
     ClaimOutcome,
@@ -105,6 +107,7 @@ class IdempotencyMiddleware:
         key: str,
     ) -> None:
         replayed = False
+        settled = False
         status = 500
         content_type = ""
         chunks: list[bytes] = []
@@ -116,6 +119,16 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        async def settle() -> None:
+            nonlocal settled
+            settled = True
+            answer = StoredResponse(status, content_type, b"".join(chunks))
+            if not _worth_keeping(answer):
+                await _settle(store.release, caller, key)
+            elif not await _settle(store.complete, caller, key, answer):
+                # Without its record a retry would wait for ever.
+                await _settle(store.release, caller, key)
+
         async def capture(message: Message) -> None:
             nonlocal status, content_type
             if message["type"] == "http.response.start":
@@ -125,24 +138,35 @@ class IdempotencyMiddleware:
                         content_type = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Kept before the answer ends: a retry sent as soon as the caller has
+                    # read it replays the answer instead of finding the key in flight.
+                    await settle()
             await send(message)
 
         try:
             await self.app(scope, receive_body, capture)
         except BaseException:
-            await _settle(store.release, caller, key)
+            if not settled:
+                await _settle(store.release, caller, key)
             raise
-        if status >= 500:
-            await _settle(store.release, caller, key)
-        elif not await _settle(
-            store.complete, caller, key, StoredResponse(status, content_type, b"".join(chunks))
-        ):
-            # The answer is sent; without its record a retry would wait for ever.
-            await _settle(store.release, caller, key)
+        if not settled:
+            await settle()
+
+
+def _worth_keeping(answer: StoredResponse) -> bool:
+    """Whether a retry should get ``answer`` again: not a server error (a retry may
+    succeed), nor a body that fails validation (the same body fails alike, nothing ran)."""
+    if answer.status >= 500:
+        return False
+    if answer.status == 422 and answer.content_type == MEDIA_TYPE:
+        return bool(json.loads(answer.body).get("code") != "invalid_request")
+    return True
 
 
 async def _settle(action: Callable[..., None], *args: Any) -> bool:
-    """Run a store ``action`` after the response went out; a failure can only be logged."""
+    """Run a store ``action`` once the response is known; a failure can only be logged
+    (the step has run: its answer goes out all the same)."""
     try:
         await to_thread.run_sync(action, *args)
     except StoreUnavailable as exc:

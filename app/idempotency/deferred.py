@@ -14,7 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from app.idempotency.store import Claim, IdempotencyStore, StoredResponse, StoreUnavailable
+from app.idempotency.store import (
+    Claim,
+    IdempotencyStore,
+    StoredResponse,
+    StoreUnavailable,
+    Sweep,
+)
 
 # What an opener returns: the store, and a check that it is still the one to use.
 Opened = tuple[IdempotencyStore, Callable[[], bool]]
@@ -61,6 +67,16 @@ class DeferredStore(IdempotencyStore):
             if self._store is None or not self._current():
                 return 0
             return self._store.renew()
+
+    def sweep(self) -> Sweep:
+        """Sweep the open store; none opened (or no longer current) is left for later."""
+        with self._lock:
+            if self._store is None or not self._current():
+                return Sweep()
+            store = self._store
+        # Unlocked: a sweep's chunks must not hold every claim back; a store closed
+        # meanwhile answers StoreUnavailable.
+        return store.sweep()
 
     def close(self) -> None:
         with self._lock:

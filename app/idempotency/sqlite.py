@@ -2,11 +2,13 @@
 
 One connection, serialised by a lock (requests run in threads). WAL with
 ``synchronous=NORMAL``: a record survives the process being killed; a power cut may lose
-the last records, which only means such a request would run again. Expired records are
-deleted as new keys are claimed. Several processes of one host may share a database
-(SQLite locks it); owners and leases keep their claims apart (see ``store.py``). Every
-SQLite or OS error becomes ``StoreUnavailable``, classified as a full disk, a read-only
-one, or another I/O failure.
+the last records, which only means such a request would run again (``synchronous=FULL``
+would close that window at the cost of an fsync per claim and per answer). ``sweep``
+deletes expired and evicted records in chunks, returns the pages freed to the filesystem
+(``auto_vacuum=INCREMENTAL``) and empties the WAL (``wal_checkpoint(TRUNCATE)``). Several
+processes of one host may share a database (SQLite locks it); owners and leases keep
+their claims apart (see ``store.py``). Every SQLite or OS error becomes
+``StoreUnavailable``, classified as a full disk, a read-only one, or another I/O failure.
 
 The database is reached through its directory's descriptor, never by path. SQLite's own
 Unix VFS turns every name into a canonical path (following each symlink on the way,
@@ -39,6 +41,7 @@ from app.idempotency.store import (
     IdempotencyStore,
     StoredResponse,
     StoreUnavailable,
+    Sweep,
 )
 from app.sandbox import Root
 from app.sandbox.errors import FilesystemError, SandboxError
@@ -46,6 +49,9 @@ from app.sandbox.errors import FilesystemError, SandboxError
 DATABASE = "idempotency.sqlite3"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 VFS_NAME = "stepd-fd"
+# Rows one transaction of ``sweep`` deletes at most.
+SWEEP_CHUNK = 5000
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for incremental vacuum
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -62,6 +68,17 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (caller, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+"""
+# What ``sweep`` deletes, a chunk at a time: expired records (a claim only once its lease
+# lapsed too), then the oldest complete ones beyond the cap.
+_DELETE_EXPIRED = """
+DELETE FROM idempotency WHERE rowid IN (
+    SELECT rowid FROM idempotency WHERE expires_at <= ?
+    AND (in_flight = 0 OR lease_until IS NULL OR lease_until <= ?) LIMIT ?)
+"""
+_DELETE_OLDEST = """
+DELETE FROM idempotency WHERE rowid IN (
+    SELECT rowid FROM idempotency WHERE in_flight = 0 ORDER BY expires_at LIMIT ?)
 """
 # Columns later versions added, for databases made before them: their claims have no
 # owner and no lease, so they count as abandoned.
@@ -91,8 +108,8 @@ def _register_vfs() -> None:
 
 class SQLiteStore(IdempotencyStore):
     """Records in ``idempotency.sqlite3`` of ``directory`` (which the store takes over and
-    closes), for ``owner``; each lives ``ttl`` after its claim, and a claim's lease lasts
-    ``lease`` from its claim or last renewal."""
+    closes), for ``owner``; each lives ``ttl`` after its claim, a claim's lease lasts
+    ``lease`` from its claim or last renewal, and ``sweep`` keeps ``max_records``."""
 
     def __init__(
         self,
@@ -101,14 +118,17 @@ class SQLiteStore(IdempotencyStore):
         *,
         owner: str,
         lease: timedelta,
+        max_records: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = directory
         self._ttl = ttl.total_seconds()
+        self._max_records = max_records
         self._lease = lease.total_seconds()
         self.owner = owner
         self._clock = clock
         self._lock = threading.Lock()
+        self._closed = False
         try:
             for name in (DATABASE, *(DATABASE + suffix for suffix in _SIDE_FILES)):
                 _check_file(directory, name)
@@ -126,8 +146,11 @@ class SQLiteStore(IdempotencyStore):
                     self._db.set_busy_timeout(30_000)
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._db.execute("PRAGMA synchronous=NORMAL")
+                    # Takes effect in a new database; an older one is converted below.
+                    self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                     self._db.execute(_SCHEMA)
                     self._add_columns()
+                    self._make_vacuumable()
                 except BaseException:
                     self._db.close()
                     raise
@@ -137,31 +160,37 @@ class SQLiteStore(IdempotencyStore):
 
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
         now = self._clock()
+        claimed = (fingerprint, now + self._ttl, self.owner, now + self._lease, caller, key)
         with self._lock, self._translated(), self._transaction():
-            self._db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
-            # A claim whose owner stopped renewing it is abandoned: as if it were absent.
+            # A key seen for the first time (the usual case) costs one statement.
             self._db.execute(
-                "DELETE FROM idempotency WHERE caller = ? AND key = ? AND in_flight = 1"
-                " AND (lease_until IS NULL OR lease_until <= ?)",
-                (caller, key, now),
+                "INSERT INTO idempotency (fingerprint, in_flight, expires_at, owner,"
+                " lease_until, caller, key) VALUES (?, 1, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (caller, key) DO NOTHING",
+                claimed,
             )
-            row = self._db.execute(
-                "SELECT fingerprint, in_flight, status, content_type, body FROM idempotency"
-                " WHERE caller = ? AND key = ?",
+            if self._db.changes():
+                return Claim(ClaimOutcome.NEW)
+            fp, in_flight, status, content_type, body, expires_at, lease_until = self._row(
+                "SELECT fingerprint, in_flight, status, content_type, body, expires_at,"
+                " lease_until FROM idempotency WHERE caller = ? AND key = ?",
                 (caller, key),
-            ).fetchone()
-            if row is None:
+            )
+            # An expired record, or a claim whose owner stopped renewing it: as if absent.
+            lapsed = lease_until is None or lease_until <= now
+            if lapsed if in_flight else expires_at <= now:
                 self._db.execute(
-                    "INSERT INTO idempotency (caller, key, fingerprint, in_flight, expires_at,"
-                    " owner, lease_until) VALUES (?, ?, ?, 1, ?, ?, ?)",
-                    (caller, key, fingerprint, now + self._ttl, self.owner, now + self._lease),
+                    "UPDATE idempotency SET fingerprint = ?, in_flight = 1, status = NULL,"
+                    " content_type = NULL, body = NULL, expires_at = ?, owner = ?,"
+                    " lease_until = ? WHERE caller = ? AND key = ?",
+                    claimed,
                 )
                 return Claim(ClaimOutcome.NEW)
-            if row[0] != fingerprint:
+            if fp != fingerprint:
                 return Claim(ClaimOutcome.MISMATCH)
-            if row[1]:
+            if in_flight:
                 return Claim(ClaimOutcome.IN_FLIGHT)
-            return Claim(ClaimOutcome.REPLAY, StoredResponse(row[2], row[3], bytes(row[4])))
+            return Claim(ClaimOutcome.REPLAY, StoredResponse(status, content_type, bytes(body)))
 
     def complete(self, caller: str, key: str, response: StoredResponse) -> None:
         with self._lock, self._translated():
@@ -189,8 +218,24 @@ class SQLiteStore(IdempotencyStore):
             renewed: int = self._db.changes()
             return renewed
 
+    def sweep(self) -> Sweep:
+        now = self._clock()
+        # In chunks, each its own transaction, so that claims wait for one chunk at most.
+        expired = self._delete_chunks(_DELETE_EXPIRED, (now, now), None)
+        with self._lock, self._translated():
+            kept: int = self._row("SELECT count(*) FROM idempotency")[0]
+        evicted = 0
+        if kept > self._max_records:
+            evicted = self._delete_chunks(_DELETE_OLDEST, (), kept - self._max_records)
+        with self._lock, self._translated():
+            # Free pages go back to the filesystem, and the WAL is emptied.
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()  # a page per row
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return Sweep(expired, evicted, kept - evicted)
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             try:
                 self._db.close()
             finally:
@@ -201,6 +246,32 @@ class SQLiteStore(IdempotencyStore):
         for name, kind in _ADDED_COLUMNS.items():
             if name not in columns:
                 self._db.execute(f"ALTER TABLE idempotency ADD COLUMN {name} {kind}")
+
+    def _delete_chunks(self, delete: str, params: tuple[float, ...], most: int | None) -> int:
+        """Run ``delete`` (its last parameter is a ``LIMIT``), ``SWEEP_CHUNK`` rows at a
+        time, until it deletes no more or ``most`` are deleted; how many were."""
+        deleted = 0
+        while most is None or deleted < most:
+            chunk = SWEEP_CHUNK if most is None else min(SWEEP_CHUNK, most - deleted)
+            with self._lock, self._translated():
+                self._db.execute(delete, (*params, chunk))
+                changed: int = self._db.changes()
+            deleted += changed
+            if changed < chunk:
+                break
+        return deleted
+
+    def _row(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        """The one row ``query`` gives."""
+        row: tuple[Any, ...] | None = self._db.execute(query, params).fetchone()
+        assert row is not None  # a count, a pragma, or a row this transaction holds
+        return row
+
+    def _make_vacuumable(self) -> None:
+        """Convert a database made without incremental vacuum, once: ``VACUUM`` rewrites it."""
+        if self._row("PRAGMA auto_vacuum")[0] != INCREMENTAL:
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._db.execute("VACUUM")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -216,6 +287,8 @@ class SQLiteStore(IdempotencyStore):
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """Turn SQLite's and the OS's errors into ``StoreUnavailable``."""
+        if self._closed:  # a sweep in another thread, as the store was closed
+            raise StoreUnavailable("io_error", "the idempotency store was closed")
         try:
             yield
         except (apsw.Error, OSError) as exc:

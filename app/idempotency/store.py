@@ -25,6 +25,18 @@ the lease: ``lease.LeaseKeeper``). Then:
   owner whose claim was taken over can neither overwrite nor drop its successor's;
 * a complete record has no owner and no lease: any owner replays it until it expires.
 
+Expiry and the cap. Every store is opened with ``ttl``, ``lease`` and ``max_records``:
+
+* a record expires ``ttl`` after its claim: a claim of its key finds it absent (``NEW``,
+  whatever its fingerprint), unless it is a claim whose lease holds, which never expires;
+* ``sweep`` deletes the expired records, then, while more than ``max_records`` records are
+  kept, evicts complete records oldest first (claimed earliest), never a claim in flight
+  (those are bounded by the requests running at once, and may exceed the cap alone).
+  Eviction happens in ``sweep`` only: between two sweeps the store may hold the records
+  claimed since the last one beyond the cap. An evicted record is as if expired. A sweep
+  also gives the space it freed back to the filesystem where the store can. Several
+  owners may sweep the same records at once.
+
 Times are the store's clock (wall-clock seconds): a store shared by several hosts must
 compare them on one clock (its database server's).
 """
@@ -61,6 +73,16 @@ class Claim:
     response: StoredResponse | None = None
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """What one ``sweep`` did: records deleted as ``expired``, complete records ``evicted``
+    to keep under the cap, and the records ``kept`` after it (in flight included)."""
+
+    expired: int = 0
+    evicted: int = 0
+    kept: int = 0
+
+
 class StoreUnavailable(Exception):
     """The store cannot read or keep records now (a full or read-only disk, say); ``code``
     is the problem to answer: ``no_space``, ``read_only_filesystem`` or ``io_error``."""
@@ -73,8 +95,9 @@ class StoreUnavailable(Exception):
 
 class IdempotencyStore(ABC):
     """Idempotency records, claimed and completed for one owner (see the module doc).
-    Implementations are safe to call from several threads, and raise ``StoreUnavailable``
-    when their storage fails."""
+    Implementations are safe to call from several threads (``close`` included, while a
+    ``sweep`` runs: the sweep then stops), and raise ``StoreUnavailable`` when their
+    storage fails."""
 
     @abstractmethod
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
@@ -94,6 +117,11 @@ class IdempotencyStore(ABC):
     def renew(self) -> int:
         """Extend the lease of every claim the owner holds to ``lease`` from now; how many
         there were."""
+
+    @abstractmethod
+    def sweep(self) -> Sweep:
+        """Delete the expired records, evict complete ones oldest first down to
+        ``max_records``, and give the space freed back where the store can."""
 
     @abstractmethod
     def close(self) -> None:

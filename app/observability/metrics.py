@@ -177,6 +177,19 @@ class Metrics:
         self._backlog: Callable[[], PurgeBacklog] = lambda: NO_BACKLOG
         self._step_busy: Callable[[], int] = lambda: 0
         self._step_queued: Callable[[], int] = lambda: 0
+        self._idempotency_records = Gauge(
+            "stepd_idempotency_records",
+            "Idempotency records kept after the last sweep of the store, claims included.",
+            registry=self.registry,
+        )
+        self._idempotency_dropped = Counter(
+            "stepd_idempotency_records_dropped",
+            "Idempotency records the sweeps deleted, by reason: expired, evicted (past the cap).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("expired", "evicted"):
+            self._idempotency_dropped.labels(reason)
         Gauge(
             "stepd_step_threads_busy",
             "Threads of the step pool running step work now.",
@@ -218,6 +231,12 @@ class Metrics:
             registry=self.registry,
         ).set_function(lambda: self._backlog().files_per_second)
         self.registry.register(_PurgeFreed(lambda: self._backlog().freed))
+
+    def idempotency_swept(self, expired: int, evicted: int, kept: int) -> None:
+        """Count what a sweep of the idempotency store dropped, and what it kept."""
+        self._idempotency_dropped.labels("expired").inc(expired)
+        self._idempotency_dropped.labels("evicted").inc(evicted)
+        self._idempotency_records.set(kept)
 
     def watch_step_pool(self, busy: Callable[[], int], queued: Callable[[], int]) -> None:
         """Read the step pool's load at each scrape: threads ``busy`` with step work and

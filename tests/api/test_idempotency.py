@@ -50,6 +50,19 @@ def test_error_answers_are_replayed_too(client: TestClient) -> None:
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
+def test_a_body_that_fails_validation_is_not_kept(client: TestClient, root_dir: Path) -> None:
+    """The same body would fail the same way and nothing ran: the key stays free."""
+    headers = {"Idempotency-Key": "k-3"}
+    first = client.post("/steps/delete", json={"path": "a.txt", "nope": 1}, headers=headers)
+    assert first.json()["code"] == "invalid_request"
+    again = client.post("/steps/delete", json={"path": "a.txt", "nope": 1}, headers=headers)
+    assert again.json()["code"] == "invalid_request"
+    assert "Idempotent-Replayed" not in again.headers
+    (root_dir / "a.txt").write_text("x")
+    fixed = client.post("/steps/delete", json={"path": "a.txt"}, headers=headers)
+    assert fixed.json()["deleted"] == ["a.txt"]
+
+
 def test_same_key_other_body_is_422(client: TestClient) -> None:
     client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": "k"})
     response = client.post("/steps/delete", json={"path": "b"}, headers={"Idempotency-Key": "k"})
@@ -155,3 +168,54 @@ def state_client(root_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
 def test_state_dir_is_a_setting(state_client: TestClient, tmp_path: Path) -> None:
     state_client.post("/steps/delete", json={"path": "a"}, headers={"Idempotency-Key": "k"})
     assert (tmp_path / "state" / "idempotency.sqlite3").is_file()
+
+
+def test_the_record_is_kept_before_the_answer_ends(client: TestClient, root_dir: Path) -> None:
+    """A caller that retries the moment it has read the answer gets it replayed, never a
+    409 ``in flight``: the record is complete before the answer's last byte is sent."""
+    (root_dir / "a.txt").write_text("x")
+    body = b'{"path":"a.txt","strict":true}'
+    store = client.app.state.idempotency  # type: ignore[attr-defined]
+    seen: list[tuple[bool, ClaimOutcome]] = []
+
+    async def call() -> None:
+        sent = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body":
+                last = not message.get("more_body", False)
+                claim = store.claim(ANONYMOUS, "k-end", fingerprint("POST", "/steps/delete", body))
+                seen.append((last, claim.outcome))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/steps/delete",
+            "raw_path": b"/steps/delete",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"idempotency-key", b"k-end"),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        await client.app(scope, receive, send)  # type: ignore[arg-type]
+
+    assert client.portal is not None
+    client.portal.call(call)
+    assert seen[-1:] == [(True, ClaimOutcome.REPLAY)]
+    assert not (root_dir / "a.txt").exists()

@@ -237,7 +237,11 @@ def test_a_store_that_cannot_keep_the_record_is_errored_and_runs_nothing(
 
 def _store(directory: Path) -> SQLiteStore:
     return SQLiteStore(
-        Root.open(directory), timedelta(hours=1), owner="kargo-test", lease=timedelta(seconds=30)
+        Root.open(directory),
+        timedelta(hours=1),
+        owner="kargo-test",
+        lease=timedelta(seconds=30),
+        max_records=100,
     )
 
 

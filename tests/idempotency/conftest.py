@@ -19,6 +19,7 @@ from app.sandbox import Root
 
 TTL = timedelta(hours=1)
 LEASE = timedelta(seconds=30)
+MAX_RECORDS = 5
 
 OpenStore = Callable[[str], IdempotencyStore]
 
@@ -43,7 +44,9 @@ def _sqlite(tmp_path: Path, clock: Clock) -> OpenStore:
 
     def open_store(owner: str) -> IdempotencyStore:
         directory = Root.open(tmp_path / "state")
-        return SQLiteStore(directory, TTL, owner=owner, lease=LEASE, clock=clock)
+        return SQLiteStore(
+            directory, TTL, owner=owner, lease=LEASE, max_records=MAX_RECORDS, clock=clock
+        )
 
     return open_store
 

@@ -1,5 +1,6 @@
 """``DeferredStore``: opened when first needed, tried again until it opens, opened again
-when the place it was opened in is no longer current; ``LeaseKeeper`` renews through it."""
+when the place it was opened in is no longer current; ``LeaseKeeper`` renews and
+``Sweeper`` sweeps through it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from app.idempotency.deferred import DeferredStore, Opened
 from app.idempotency.lease import LeaseKeeper
 from app.idempotency.sqlite import SQLiteStore
-from app.idempotency.store import ClaimOutcome, StoreUnavailable
+from app.idempotency.store import ClaimOutcome, StoredResponse, StoreUnavailable, Sweep
+from app.idempotency.sweeper import Sweeper
 from app.sandbox import Root
-from tests.idempotency.conftest import LEASE, TTL
+from tests.idempotency.conftest import LEASE, MAX_RECORDS, TTL
 
 
 def _opener(directory: Path, current: list[bool]) -> Opened:
@@ -21,7 +23,9 @@ def _opener(directory: Path, current: list[bool]) -> Opened:
         root = Root.open(directory)
     except OSError as exc:
         raise StoreUnavailable("io_error", str(exc)) from None
-    return SQLiteStore(root, TTL, owner="a", lease=LEASE), lambda: current[0]
+    return SQLiteStore(root, TTL, owner="a", lease=LEASE, max_records=MAX_RECORDS), lambda: current[
+        0
+    ]
 
 
 def test_opens_once_its_directory_exists(tmp_path: Path) -> None:
@@ -71,3 +75,19 @@ def test_the_lease_keeper_renews_while_the_process_runs(tmp_path: Path) -> None:
     keeper.stop()
     store.close()
     assert Counting.renewals >= 3
+
+
+def test_the_sweeper_keeps_the_store_under_its_cap(tmp_path: Path) -> None:
+    store = DeferredStore(lambda: _opener(tmp_path, [True]))
+    for n in range(MAX_RECORDS + 4):
+        store.claim("c", f"k{n}", "fp")
+        store.complete("c", f"k{n}", StoredResponse(200, "application/json", b"{}"))
+    sweeps: list[Sweep] = []
+    sweeper = Sweeper(store, sweeps.append, interval=0.01)
+    sweeper.start()
+    deadline = time.monotonic() + 30
+    while len(sweeps) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sweeper.stop()
+    store.close()
+    assert sweeps[:2] == [Sweep(0, 4, MAX_RECORDS), Sweep(0, 0, MAX_RECORDS)]

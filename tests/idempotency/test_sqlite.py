@@ -10,15 +10,24 @@ from pathlib import Path
 import pytest
 
 from app.idempotency.sqlite import DATABASE, SQLiteStore
-from app.idempotency.store import ClaimOutcome, StoreUnavailable
+from app.idempotency.store import ClaimOutcome, StoredResponse, StoreUnavailable
 from app.sandbox import Root
-from tests.idempotency.conftest import LEASE, TTL, Clock
+from tests.idempotency.conftest import LEASE, MAX_RECORDS, TTL, Clock
 from tests.support.canaries import Canaries
 from tests.support.mounts import bind_mount, remount, skip_if_not_permitted
 
+ANSWER = StoredResponse(200, "application/json", b"x" * 2000)
+
 
 def _open(directory: Path, owner: str = "a", clock: Clock | None = None) -> SQLiteStore:
-    return SQLiteStore(Root.open(directory), TTL, owner=owner, lease=LEASE, clock=clock or Clock())
+    return SQLiteStore(
+        Root.open(directory),
+        TTL,
+        owner=owner,
+        lease=LEASE,
+        max_records=MAX_RECORDS,
+        clock=clock or Clock(),
+    )
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:
@@ -39,7 +48,9 @@ def test_the_directory_opened_is_used_wherever_it_moves(tmp_path: Path) -> None:
     (tmp_path / "area").rename(tmp_path / "moved")
     canaries = Canaries.plant(tmp_path / "outside")
     (tmp_path / "area").symlink_to(tmp_path / "outside")
-    store = SQLiteStore(directory, TTL, owner="a", lease=LEASE, clock=Clock())
+    store = SQLiteStore(
+        directory, TTL, owner="a", lease=LEASE, max_records=MAX_RECORDS, clock=Clock()
+    )
     store.claim("c", "k", "fp")
     store.close()
     assert not canaries.changes()
@@ -105,3 +116,52 @@ def test_a_read_only_directory_is_read_only_filesystem(tmp_path: Path) -> None:
         with pytest.raises(StoreUnavailable) as raised:
             _open(state)
     assert raised.value.code == "read_only_filesystem"
+
+
+def _files_size(directory: Path) -> int:
+    """The database's bytes on disk, its WAL included."""
+    return sum(p.stat().st_size for p in directory.iterdir() if p.name.startswith(DATABASE))
+
+
+def _fill(store: SQLiteStore, clock: Clock, prefix: str, count: int) -> None:
+    for n in range(count):
+        clock.now += 0.001
+        store.claim("c", f"{prefix}{n}", "fp")
+        store.complete("c", f"{prefix}{n}", ANSWER)
+
+
+def test_the_file_shrinks_once_records_expire(tmp_path: Path) -> None:
+    clock = Clock()
+    store = _open(tmp_path, clock=clock)
+    _fill(store, clock, "k", 2000)
+    full = _files_size(tmp_path)
+    assert full > 2000 * len(ANSWER.body)
+    clock.now += TTL.total_seconds()
+    assert store.sweep().expired == 2000
+    assert _files_size(tmp_path) < full / 20
+    store.close()
+
+
+def test_the_file_stays_bounded_under_the_cap(tmp_path: Path) -> None:
+    """Ten times the cap goes through the store: the file holds about the cap's worth."""
+    clock = Clock()
+    store = SQLiteStore(
+        Root.open(tmp_path), TTL, owner="a", lease=LEASE, max_records=200, clock=clock
+    )
+    sizes = []
+    for round_ in range(10):
+        _fill(store, clock, f"r{round_}-", 200)
+        assert store.sweep().kept == 200
+        sizes.append(_files_size(tmp_path))
+    assert max(sizes) < 2 * 200 * (len(ANSWER.body) + 500)
+    store.close()
+
+
+def test_a_database_without_incremental_vacuum_is_converted(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / DATABASE)
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    _open(tmp_path).close()
+    converted = sqlite3.connect(tmp_path / DATABASE)
+    assert converted.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    converted.close()

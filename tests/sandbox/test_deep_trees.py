@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import resource
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -44,17 +45,26 @@ def shared(
 def few_descriptors() -> Iterator[None]:
     """At most ``FEW`` more descriptors than are open now, for the block."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    before = _open_fds()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (before + FEW, hard))
+    directories = _open_directories()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + FEW, hard))
     try:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert _open_fds() == before, "a walk left descriptors open"
+    assert _open_directories() == directories, "a walk left descriptors open"
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _open_directories() -> set[tuple[int, int]]:
+    """The process's open directory descriptors (number and inode): what a walk opens.
+    Other descriptors are left out, so that another thread's sockets or event loop cannot
+    make the count differ."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with suppress(OSError):  # the listing's own descriptor, closed by now
+            status = os.stat(f"/proc/self/fd/{name}")
+            if stat.S_ISDIR(status.st_mode):
+                found.add((int(name), status.st_ino))
+    return found
 
 
 @pytest.fixture(params=MODES, ids=["openat2", "walk"])
