@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.glob_walks
+	$(BIN)/python -m bench.keyed_requests
 	$(BIN)/python -m bench.purge_under_load
 
 clean:

@@ -145,10 +145,13 @@ def need_wrk() -> None:
 _WRK_LUA = """
 local counter = 0
 local template = %(template)s
+local key_prefix = %(key_prefix)s
 function request()
   counter = counter + 1
   local body = string.format(template, counter)
-  return wrk.format("POST", "/steps/delete", {["Content-Type"] = "application/json"}, body)
+  local headers = {["Content-Type"] = "application/json"}
+  if key_prefix then headers["Idempotency-Key"] = key_prefix .. counter end
+  return wrk.format("POST", "/steps/delete", headers, body)
 end
 function done(summary, latency, requests)
   io.write(string.format(
@@ -164,13 +167,19 @@ WRK_CONNECTIONS = 16
 
 
 def wrk(
-    base: str, template: str, seconds: int, connections: int = WRK_CONNECTIONS
+    base: str,
+    template: str,
+    seconds: int,
+    key_prefix: str | None = None,
+    connections: int = WRK_CONNECTIONS,
 ) -> dict[str, float]:
     """wrk (one thread, ``connections`` keep-alive connections) POSTing to
-    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests.
-    Returns requests, rps, p50_us, p99_us, errors."""
+    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests; with
+    ``key_prefix``, each request has an ``Idempotency-Key`` of its own (the prefix and its
+    number). Returns requests, rps, p50_us, p99_us, errors."""
+    lua_prefix = "nil" if key_prefix is None else json.dumps(key_prefix)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % {"template": json.dumps(template)})
+        script.write(_WRK_LUA % {"template": json.dumps(template), "key_prefix": lua_prefix})
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, base],

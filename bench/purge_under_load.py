@@ -57,7 +57,7 @@ def _purge_run(
         target=lambda: seen.append(_progress(url, trash, start, start + seconds - 0.2))
     )
     watcher.start()
-    load = wrk(url, NOOP, seconds, connections) if connections else None
+    load = wrk(url, NOOP, seconds, connections=connections) if connections else None
     watcher.join()
     took, freed = seen[0]
     if freed is None:  # all of it
@@ -96,7 +96,7 @@ def main() -> None:
                             _purge_run(stepd.url, root, source, connections, args.seconds)
                         )
                         if connections and floor == FLOORS[0]:
-                            load = wrk(stepd.url, NOOP, args.seconds, connections)
+                            load = wrk(stepd.url, NOOP, args.seconds, connections=connections)
                             runs.setdefault(("no purge", connections), []).append(
                                 {"files_per_s": 0.0, "p99_ms": load["p99_us"] / 1000}
                             )

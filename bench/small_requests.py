@@ -35,7 +35,7 @@ ONE_FILE = '{"workspace": "files", "path": "f%d"}'
 GOAL = 0.70
 
 
-def _files(root: Path, count: int) -> None:
+def files(root: Path, count: int) -> None:
     """Files f1..f<count> in workspace ``files``, one per request of a round."""
     d = root / "files"
     d.mkdir(exist_ok=True)
@@ -43,19 +43,20 @@ def _files(root: Path, count: int) -> None:
         (d / f"f{n}").write_bytes(b"x" * 64)
 
 
-def _row(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
-    row = {
+def row(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    """Print and return the medians of ``runs`` (and their errors summed)."""
+    figures = {
         "rps": median([r["rps"] for r in runs]),
         "p50_ms": median([r["p50_us"] for r in runs]) / 1000,
         "p99_ms": median([r["p99_us"] for r in runs]) / 1000,
         "errors": sum(r["errors"] for r in runs),
     }
     print(
-        f"  {name:24} {row['rps']:7.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-        f"p99 {row['p99_ms']:6.2f} ms  errors {row['errors']:.0f}",
+        f"  {name:24} {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+        f"p99 {figures['p99_ms']:6.2f} ms  errors {figures['errors']:.0f}",
         flush=True,
     )
-    return row
+    return figures
 
 
 def main() -> None:
@@ -79,7 +80,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 samples["noop"].append(wrk(stepd.url, NOOP, args.seconds))
                 samples["bare-noop"].append(wrk(bare.url, NOOP, args.seconds))
-                _files(root, args.files)
+                files(root, args.files)
                 samples["file"].append(wrk(stepd.url, ONE_FILE, args.seconds))
                 samples["bare-file"].append(wrk(bare.url, ONE_FILE, args.seconds))
                 copy_tree(source, root / "big")
@@ -89,7 +90,7 @@ def main() -> None:
                 backlog = httpx.get(stepd.url + "/readyz").json()["purgeBacklog"]["entries"]
                 print(f"  (purge backlog after the purging run: {backlog} entries)", flush=True)
                 wait_until_empty(root / ".stepd" / "trash")
-        rows = {name: _row(name, runs) for name, runs in samples.items()}
+        rows = {name: row(name, runs) for name, runs in samples.items()}
     for scenario in ("noop", "file"):
         ratio = rows[scenario]["rps"] / rows[f"bare-{scenario}"]["rps"]
         print(

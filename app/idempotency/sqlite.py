@@ -161,36 +161,49 @@ class SQLiteStore(IdempotencyStore):
     def claim(self, caller: str, key: str, fingerprint: str) -> Claim:
         now = self._clock()
         claimed = (fingerprint, now + self._ttl, self.owner, now + self._lease, caller, key)
-        with self._lock, self._translated(), self._transaction():
-            # A key seen for the first time (the usual case) costs one statement.
+        with self._lock, self._translated():
+            # A key seen for the first time (the usual case): one statement, which is its
+            # own transaction. Otherwise the record is read and changed in one.
+            if self._insert(claimed):
+                return Claim(ClaimOutcome.NEW)
+            with self._transaction():
+                return self._claim_existing(now, fingerprint, claimed)
+
+    def _insert(self, claimed: tuple[Any, ...]) -> bool:
+        """Insert the claim ``claimed`` unless its key has a record; whether it did."""
+        self._db.execute(
+            "INSERT INTO idempotency (fingerprint, in_flight, expires_at, owner,"
+            " lease_until, caller, key) VALUES (?, 1, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (caller, key) DO NOTHING",
+            claimed,
+        )
+        return bool(self._db.changes())
+
+    def _claim_existing(self, now: float, fingerprint: str, claimed: tuple[Any, ...]) -> Claim:
+        """Claim a key that had a record when first tried, in a transaction."""
+        if self._insert(claimed):  # deleted since (released, or swept)
+            return Claim(ClaimOutcome.NEW)
+        caller, key = claimed[-2:]
+        fp, in_flight, status, content_type, body, expires_at, lease_until = self._row(
+            "SELECT fingerprint, in_flight, status, content_type, body, expires_at,"
+            " lease_until FROM idempotency WHERE caller = ? AND key = ?",
+            (caller, key),
+        )
+        # An expired record, or a claim whose owner stopped renewing it: as if absent.
+        lapsed = lease_until is None or lease_until <= now
+        if lapsed if in_flight else expires_at <= now:
             self._db.execute(
-                "INSERT INTO idempotency (fingerprint, in_flight, expires_at, owner,"
-                " lease_until, caller, key) VALUES (?, 1, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (caller, key) DO NOTHING",
+                "UPDATE idempotency SET fingerprint = ?, in_flight = 1, status = NULL,"
+                " content_type = NULL, body = NULL, expires_at = ?, owner = ?,"
+                " lease_until = ? WHERE caller = ? AND key = ?",
                 claimed,
             )
-            if self._db.changes():
-                return Claim(ClaimOutcome.NEW)
-            fp, in_flight, status, content_type, body, expires_at, lease_until = self._row(
-                "SELECT fingerprint, in_flight, status, content_type, body, expires_at,"
-                " lease_until FROM idempotency WHERE caller = ? AND key = ?",
-                (caller, key),
-            )
-            # An expired record, or a claim whose owner stopped renewing it: as if absent.
-            lapsed = lease_until is None or lease_until <= now
-            if lapsed if in_flight else expires_at <= now:
-                self._db.execute(
-                    "UPDATE idempotency SET fingerprint = ?, in_flight = 1, status = NULL,"
-                    " content_type = NULL, body = NULL, expires_at = ?, owner = ?,"
-                    " lease_until = ? WHERE caller = ? AND key = ?",
-                    claimed,
-                )
-                return Claim(ClaimOutcome.NEW)
-            if fp != fingerprint:
-                return Claim(ClaimOutcome.MISMATCH)
-            if in_flight:
-                return Claim(ClaimOutcome.IN_FLIGHT)
-            return Claim(ClaimOutcome.REPLAY, StoredResponse(status, content_type, bytes(body)))
+            return Claim(ClaimOutcome.NEW)
+        if fp != fingerprint:
+            return Claim(ClaimOutcome.MISMATCH)
+        if in_flight:
+            return Claim(ClaimOutcome.IN_FLIGHT)
+        return Claim(ClaimOutcome.REPLAY, StoredResponse(status, content_type, bytes(body)))
 
     def complete(self, caller: str, key: str, response: StoredResponse) -> None:
         with self._lock, self._translated():
