@@ -63,6 +63,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "make bench: wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.big_trees
 	$(BIN)/python -m bench.small_requests
+	$(BIN)/python -m bench.request_cost
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.glob_walks

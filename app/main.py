@@ -17,9 +17,10 @@ from starlette.types import ASGIApp
 
 from app import __version__
 from app.api import problems
-from app.api.auth import AuthMiddleware
+from app.api.auth import Authenticator
+from app.api.gate import Gate
 from app.api.idempotency import IdempotencyMiddleware
-from app.api.limits import LimitsMiddleware
+from app.api.limits import BodyLimits
 from app.api.pool import Pool
 from app.api.protocol import Answer, bare_answer
 from app.api.routes import docs, health, kargo, metrics, steps
@@ -154,18 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics:
         app.include_router(metrics.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    # The last added runs first: authenticate, then look at the body.
-    app.add_middleware(
-        LimitsMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout=settings.body_timeout,
-    )
-    app.add_middleware(
-        AuthMiddleware,
-        tokens=tokens,
-        metrics_auth=settings.metrics_auth,
-        kargo_tokens=kargo_tokens,
-    )
+    app.auth = Authenticator(tokens, settings.metrics_auth, kargo_tokens)
+    app.limits = BodyLimits(settings.max_body_bytes, settings.body_timeout)
     return app
 
 
@@ -238,12 +229,21 @@ async def _threads_ended(pools: Sequence[Pool], purger: Purger, grace: float) ->
 class _App(FastAPI):
     """FastAPI with the request observer outermost, outside even Starlette's handler of
     unexpected errors, so that every response (500s too) carries X-Request-ID and is
-    counted and logged."""
+    counted and logged; then the gate (``app.api.gate``), in front of two stacks: with
+    the added middleware (the Idempotency-Key layer) and without."""
+
+    auth: Authenticator
+    limits: BodyLimits
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObserver(
-            super().build_middleware_stack(), self.state.metrics, self.router.routes
-        )
+        keyed = super().build_middleware_stack()
+        added, self.user_middleware = self.user_middleware, []
+        try:
+            plain = super().build_middleware_stack()
+        finally:
+            self.user_middleware = added
+        gate = Gate(plain, keyed, self.auth, self.limits)
+        return RequestObserver(gate, self.state.metrics, self.router.routes)
 
 
 def connection_answers(app: FastAPI) -> Answer:

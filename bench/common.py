@@ -73,9 +73,20 @@ def server(command: Sequence[str], env: dict[str, str] | None = None) -> Iterato
             proc.wait()
 
 
-def stepd_command(root: Path) -> list[str]:
-    """``stepd serve`` with its default settings (JSON access log at info included)."""
-    return [sys.executable, "-m", "app", "serve", "--port", "{port}", "--workspace-root", str(root)]
+def stepd_command(root: Path, *options: str) -> list[str]:
+    """``stepd serve`` with its default settings (JSON access log at info and metrics
+    included) but for ``options``."""
+    return [
+        sys.executable,
+        "-m",
+        "app",
+        "serve",
+        "--port",
+        "{port}",
+        "--workspace-root",
+        str(root),
+        *options,
+    ]
 
 
 def bare_command() -> list[str]:
@@ -145,11 +156,12 @@ def need_wrk() -> None:
 _WRK_LUA = """
 local counter = 0
 local template = %(template)s
+local headers = %(headers)s
+headers["Content-Type"] = "application/json"
 local key_prefix = %(key_prefix)s
 function request()
   counter = counter + 1
   local body = string.format(template, counter)
-  local headers = {["Content-Type"] = "application/json"}
   if key_prefix then headers["Idempotency-Key"] = key_prefix .. counter end
   return wrk.format("POST", "/steps/delete", headers, body)
 end
@@ -171,15 +183,19 @@ def wrk(
     template: str,
     seconds: int,
     key_prefix: str | None = None,
+    headers: dict[str, str] | None = None,
     connections: int = WRK_CONNECTIONS,
 ) -> dict[str, float]:
     """wrk (one thread, ``connections`` keep-alive connections) POSTing to
-    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests; with
-    ``key_prefix``, each request has an ``Idempotency-Key`` of its own (the prefix and its
-    number). Returns requests, rps, p50_us, p99_us, errors."""
+    /steps/delete the JSON ``template``, whose ``%d`` numbers the requests, with
+    ``headers`` besides the content type; with ``key_prefix``, each request has an
+    ``Idempotency-Key`` of its own (the prefix and its number). Returns requests, rps,
+    p50_us, p99_us, errors."""
     lua_prefix = "nil" if key_prefix is None else json.dumps(key_prefix)
+    pairs = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items())
+    values = {"template": json.dumps(template), "headers": f"{{{pairs}}}", "key_prefix": lua_prefix}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % {"template": json.dumps(template), "key_prefix": lua_prefix})
+        script.write(_WRK_LUA % values)
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, base],

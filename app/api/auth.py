@@ -1,4 +1,4 @@
-"""Bearer-token authentication, as pure ASGI middleware: decided before any body is read.
+"""Bearer-token authentication, decided by the gate (``app.api.gate``) before any body is read.
 
 With a token file configured, every path needs ``Authorization: Bearer <token>`` except
 ``OPEN_PATHS`` (health, readiness, the docs page, the spec), the docs page's assets and
@@ -20,9 +20,8 @@ request's record, so that the access line names it.
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from app.api.problems import problem_response
 from app.api.routes.docs import ASSETS_URL, DOCS_URL
@@ -50,45 +49,42 @@ def caller_in(scope: Scope) -> str:
     return caller
 
 
-class AuthMiddleware:
-    """Answers 401 ``unauthorized`` unless the request is open or carries a known token."""
+class Authenticator:
+    """Decides who made a request, or the 401/403 that refuses it (see the module doc);
+    applied by the gate (``app.api.gate``) before any body is read."""
 
     def __init__(
         self,
-        app: ASGIApp,
         tokens: TokenFile | None,
         metrics_auth: bool,
         kargo_tokens: TokenFile | None = None,
     ) -> None:
-        self.app = app
         self.tokens = tokens
         self.kargo_tokens = kargo_tokens
         self.open_paths = OPEN_PATHS if metrics_auth else OPEN_PATHS | {METRICS_PATH}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope, authorization: list[bytes]) -> ASGIApp | None:
+        """The answer refusing the request of ``scope``, whose ``Authorization`` header
+        values are ``authorization``; None when it may go on, its caller then noted in
+        the scope and the request's record."""
         caller = ANONYMOUS
         path: str = scope["path"]
         if self.kargo_tokens is not None and path == KARGO_PATH:
-            token = _bearer_token(Headers(scope=scope))
+            token = _bearer_token(authorization)
             matched = self.kargo_tokens.match(token) if token else None
             if matched is None:
                 detail = "the bearer token is not the one in the Kargo token file"
-                await problem_response("kargo_token_rejected", detail)(scope, receive, send)
-                return
+                return problem_response("kargo_token_rejected", detail)
             caller = matched
         elif self.tokens is not None and not self._is_open(path):
-            token = _bearer_token(Headers(scope=scope))
+            token = _bearer_token(authorization)
             matched = self.tokens.match(token) if token else None
             if matched is None:
-                await _unauthorized(token)(scope, receive, send)
-                return
+                return _unauthorized(token)
             caller = matched
         scope.setdefault("state", {})[CALLER_KEY] = caller
         note_caller(caller)
-        await self.app(scope, receive, send)
+        return None
 
     def _is_open(self, path: str) -> bool:
         if path in self.open_paths:
@@ -97,12 +93,12 @@ class AuthMiddleware:
         return path.startswith(OPEN_PREFIX) and ".." not in path.split("/")
 
 
-def _bearer_token(headers: Headers) -> str | None:
-    """The token of the one ``Authorization: Bearer`` header; "" if malformed; None if none."""
-    values = headers.getlist("authorization")
+def _bearer_token(values: list[bytes]) -> str | None:
+    """The token of the one ``Authorization: Bearer`` header of ``values``; "" if
+    malformed; None if none."""
     if not values:
         return None
-    scheme, _, token = values[0].strip().partition(" ")
+    scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
     if len(values) > 1 or scheme.lower() != "bearer":
         return ""
     return token.strip()

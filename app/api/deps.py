@@ -6,6 +6,7 @@ All ``async def``: they only read the application's state, and FastAPI would run
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -83,3 +84,26 @@ async def get_probe_pool(request: Request) -> Pool:
 
 StepPool = Annotated[Pool, Depends(get_step_pool)]
 ProbePool = Annotated[Pool, Depends(get_probe_pool)]
+
+
+@dataclass(frozen=True)
+class StepServices:
+    """What a step route uses, as one dependency: FastAPI resolves each dependency of a
+    route on every request, and one costs less than five."""
+
+    root: Root
+    purger: Purger
+    settings: Settings
+    pool: Pool
+    record: RequestRecord
+
+
+async def get_step_services(request: Request) -> StepServices:
+    """The workspace root, purger, settings, step pool and this request's record."""
+    state = request.app.state
+    return StepServices(
+        state.root, state.purger, state.settings, state.step_pool, await get_request_record()
+    )
+
+
+StepRoute = Annotated[StepServices, Depends(get_step_services)]

@@ -1,4 +1,4 @@
-"""Request limits, as pure ASGI middleware in front of the routes.
+"""Request limits, applied by the gate (``app.api.gate``) in front of the routes.
 
 * A body sent to ``/steps/*`` must be JSON (``application/json`` or ``application/*+json``,
   charset UTF-8 if one is named), else 415 ``unsupported_media_type``, from the headers;
@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope
 
 from app.api.problems import closing_problem, problem_response
 
@@ -34,62 +33,42 @@ class BodyTooLarge(Exception):
     """The body grew past the limit while being read."""
 
 
-class LimitsMiddleware:
-    """Enforces the content type, size and arrival time of request bodies."""
+class BodyLimits:
+    """Enforces the content type, size and arrival time of request bodies; applied by
+    the gate (``app.api.gate``)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float) -> None:
-        self.app = app
+    def __init__(self, max_body_bytes: int, body_timeout: float) -> None:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        refusal = self._refusal(scope, headers)
+    async def read(
+        self, scope: Scope, receive: Receive, content_type: str, content_length: str
+    ) -> Message | ASGIApp:
+        """The whole body of the request of ``scope`` as one ``http.request`` message (or
+        the disconnect that cut it), given its ``Content-Type`` and ``Content-Length``
+        ("" when absent); or the answer refusing it."""
+        refusal = self._refusal(scope, content_type, content_length)
         if refusal is not None:
-            code, detail = refusal
-            await closing_problem(code, detail)(scope, receive, send)
-            return
+            return closing_problem(*refusal)
         try:
             # asyncio's own timeout: anyio's cancel scope costs several times more per request.
             async with asyncio.timeout(self.body_timeout):
                 message = await self._read_body(receive)
         except BodyTooLarge:
             detail = f"the body is larger than {self.max_body_bytes} bytes"
-            await closing_problem("payload_too_large", detail)(scope, receive, send)
-            return
+            return closing_problem("payload_too_large", detail)
         except TimeoutError:
             detail = f"the body did not arrive within {self.body_timeout:g} seconds"
-            await closing_problem("request_timeout", detail)(scope, receive, send)
-            return
-        if self._json_body(scope) and not is_utf8_json_text(message.get("body", b"")):
+            return closing_problem("request_timeout", detail)
+        if _json_body(scope) and not is_utf8_json_text(message.get("body", b"")):
             detail = "the body must be JSON in UTF-8, without a byte order mark"
-            await problem_response("unsupported_media_type", detail)(scope, receive, send)
-            return
-        replayed = False
+            return problem_response("unsupported_media_type", detail)
+        return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return message
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    def _json_body(scope: Scope) -> bool:
-        """Whether the request's body must be JSON."""
-        path: str = scope["path"]
-        return path.startswith(JSON_PATH_PREFIX) and scope["method"] in BODY_METHODS
-
-    def _refusal(self, scope: Scope, headers: Headers) -> tuple[str, str] | None:
+    def _refusal(self, scope: Scope, content_type: str, length: str) -> tuple[str, str] | None:
         """The problem the headers alone call for, if any."""
-        if self._json_body(scope) and not is_json(headers.get("content-type", "")):
+        if _json_body(scope) and not is_json(content_type):
             return "unsupported_media_type", "the body must be application/json (UTF-8)"
-        length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
             return "payload_too_large", f"the body is larger than {self.max_body_bytes} bytes"
         return None
@@ -106,9 +85,18 @@ class LimitsMiddleware:
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise BodyTooLarge
-            chunks.append(chunk)
             if not message.get("more_body", False):
+                if not chunks:
+                    return message
+                chunks.append(chunk)
                 return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            chunks.append(chunk)
+
+
+def _json_body(scope: Scope) -> bool:
+    """Whether the request's body must be JSON."""
+    path: str = scope["path"]
+    return path.startswith(JSON_PATH_PREFIX) and scope["method"] in BODY_METHODS
 
 
 def is_utf8_json_text(body: bytes) -> bool:

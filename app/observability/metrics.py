@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -173,6 +173,8 @@ class Metrics:
             registry=self.registry,
         )
         self._entries = {outcome: entries.labels(outcome) for outcome in ENTRY_OUTCOMES}
+        # The children of each label set seen: ``labels()`` locks and builds them each call.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.started = 0  # HTTP requests begun: a cheap activity signal for background work
         self._backlog: Callable[[], PurgeBacklog] = lambda: NO_BACKLOG
         self._step_busy: Callable[[], int] = lambda: 0
@@ -258,8 +260,15 @@ class Metrics:
     ) -> None:
         """Count one answered request and the entries of the step it ran."""
         method = method if method in _METHODS else "other"
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         for outcome, count in record.entries.items():
             self._entries[outcome].inc(count)
 

@@ -50,6 +50,7 @@ from app.sandbox.paths import Parts, join, split
 from app.sandbox.remove import Pace, no_pace, remove_tree
 from app.sandbox.rename import rename_noreplace
 from app.sandbox.reserved import ReservedNames
+from app.sandbox.statx import mount_of
 
 # As Linux's own limit on symlinks followed during one lookup.
 MAX_SYMLINKS = 40
@@ -394,8 +395,23 @@ class Root:
     def _check_mounts(self, parent_fd: int, leaf: str, path: str) -> None:
         """Refuse an entry that is a mount point (a bind-mounted file too) or holds one.
 
-        ``O_PATH`` opens without following a symlink or really opening a FIFO or device.
+        Anything but a directory is judged by its mount id from one ``statx``: the name
+        is resolved in ``parent_fd`` (on the root's mount) as ``open`` would resolve it,
+        a mount on it crossed, so a mount point shows the id of the mount on top of it.
+        A directory (whose inside matters too), or a kernel without ``statx``'s mount
+        id, takes the long way: ``O_PATH`` opens without following a symlink or really
+        opening a FIFO or device, and its mount id is read from ``/proc``.
         """
+        try:
+            quick = mount_of(parent_fd, leaf) if self._opener.root_mount_id is not None else None
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise from_os_error(exc, path, "inspect") from None
+        if quick is not None and not stat.S_ISDIR(quick[0]):
+            if quick[1] != self._opener.root_mount_id:
+                raise OutsideRoot("a mount point is in the way", path=path)
+            return
         try:
             fd = os.open(leaf, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
         except (FileNotFoundError, NotADirectoryError):

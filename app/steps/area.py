@@ -131,6 +131,16 @@ class StateArea:
                 self._retire(self._area)
 
     def _acquire(self, create: bool) -> Area | None:
+        # The usual case, checked outside the mutex so that concurrent users do not queue
+        # behind each other's ``stat`` calls: the opening is current, and still the one
+        # kept (a result about one retired meanwhile, its descriptors closed or reused,
+        # is discarded).
+        area = self._area
+        if area is not None and self.is_current(area):
+            with self._mutex:
+                if self._area is area and not area.retired:
+                    area.users += 1
+                    return area
         with self._mutex:
             area = self._area
             if area is not None and not self.is_current(area):

@@ -168,6 +168,11 @@ class Staging:
         from running; until it succeeds, no step may run. An area that cannot be trusted
         holds nothing of ours to recover (``strict``: raise ``Unusable`` all the same)."""
         try:
+            # Recovered already (every request but the first): no need to queue behind
+            # the mutex, which serialises recovery only.
+            with self.area.using(create=False) as area:
+                if area is None or area.recovered:
+                    return Recovery(0, 0)
             with self._ready_mutex, self.area.using(create=False) as area:
                 if area is None or area.recovered:
                     return Recovery(0, 0)

@@ -23,22 +23,28 @@ from tests.support.problems import assert_problem
 
 @pytest.fixture
 def mounted(site: Site) -> Iterator[Path]:
-    """A workspace with a tmpfs at ``holder/tmpfs`` and ``outside`` bound at ``holder/bound``."""
+    """A workspace with a tmpfs at ``holder/tmpfs``, ``outside`` bound at ``holder/bound``
+    and the file ``outside/precious.txt`` bound at ``holder/bound-file.conf``."""
     workspace = site.workspace("mounts")
     for name in ("tmpfs", "bound"):
         (workspace / "holder" / name).mkdir(parents=True)
     (workspace / "holder" / "file.txt").write_text("beside the mounts")
+    (workspace / "holder" / "bound-file.conf").write_text("mounted over")
     (workspace / "other.txt").write_text("no mount here")
     with (
         skip_if_not_permitted(),
         tmpfs(workspace / "holder" / "tmpfs"),
         bind_mount(site.outside, workspace / "holder" / "bound"),
+        bind_mount(site.outside / "precious.txt", workspace / "holder" / "bound-file.conf"),
     ):
         (workspace / "holder" / "tmpfs" / "data.txt").write_text("on another filesystem")
         yield workspace
 
 
-@pytest.mark.parametrize("target", ["holder/tmpfs", "holder/bound", "holder/bound/precious.txt"])
+@pytest.mark.parametrize(
+    "target",
+    ["holder/tmpfs", "holder/bound", "holder/bound/precious.txt", "holder/bound-file.conf"],
+)
 def test_mount_point_and_what_it_holds_are_refused(
     site: Site, endpoint: DeleteEndpoint, mounted: Path, target: str
 ) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
-from app.api.deps import AppSettings, CurrentRequest, StepPool, TrashPurger, WorkspaceRoot
+from app.api.deps import StepRoute, StepServices
 from app.api.examples import ok_examples
 from app.api.problems import (
     error_code,
@@ -29,6 +29,7 @@ from app.models.delete import DeleteRequest, DeleteResult, delete_result
 from app.observability.record import RequestRecord
 from app.sandbox.errors import SandboxError
 from app.sandbox.glob import Budget
+from app.steps.batch import BatchResult as BatchRun
 from app.steps.batch import StepResult, run_batch
 from app.steps.delete import DeleteOutcome
 from app.steps.errors import Stopped, TargetNotFound
@@ -72,15 +73,17 @@ Runs one Kargo `delete` step in the workspace `<root>/<workspace>` (or the root 
 """
 
 
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Makes a retry safe: the first request with a key runs and its answer is "
-        "kept (24 h by default); the same key with the same body answers it again, with "
-        "`Idempotent-Replayed: true`. A quoted string or a token, 1..255 visible ASCII.",
-    ),
-]
+# Documented here, acted on by the gate and the Idempotency-Key layer before the route:
+# not a parameter of the route, which FastAPI would parse on every request.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the first request with a key runs and its answer is "
+    "kept (24 h by default); the same key with the same body answers it again, with "
+    "`Idempotent-Replayed: true`. A quoted string or a token, 1..255 visible ASCII.",
+    "schema": {"type": "string"},
+}
 
 BATCH_EXAMPLES: dict[str, Any] = {
     "atomic": {
@@ -186,6 +189,7 @@ STEP_PROBLEMS = (
 )
 # Every operation may run with or without a bearer token, as the service is configured.
 OPTIONAL_BEARER: dict[str, Any] = {"security": [{"bearerAuth": []}, {}]}
+STEP_OPERATION = OPTIONAL_BEARER | {"parameters": [IDEMPOTENCY_KEY_PARAMETER]}
 
 BATCH_DESCRIPTION = """\
 Runs Kargo-shaped steps in order in one workspace. The whole batch is validated before
@@ -207,26 +211,19 @@ workspace is exactly as before. A failed batch answers the failing step's status
     summary="Run a delete step",
     description=DELETE_DESCRIPTION,
     response_model=DeleteResult,
-    openapi_extra=OPTIONAL_BEARER,
+    openapi_extra=STEP_OPERATION,
     responses=ok_examples(DELETE_RESULT_EXAMPLES) | problem_responses(*STEP_PROBLEMS),
 )
 async def run_delete_step(
     request: Annotated[DeleteRequest, Body(openapi_examples=DELETE_EXAMPLES)],
-    root: WorkspaceRoot,
-    purger: TrashPurger,
-    settings: AppSettings,
-    pool: StepPool,
-    record: CurrentRequest,
-    idempotency_key: IdempotencyKeyHeader = None,
+    services: StepRoute,
 ) -> Response:
-    """Run one delete step: a batch of one, on the step pool (blocking filesystem work).
-    ``idempotency_key`` is declared for the documentation; the middleware acts on it."""
+    """Run one delete step: a batch of one, on the step pool (blocking filesystem work)."""
     spec = request.to_internal()
     step = internal.BatchStep(alias=default_alias(0), uses=DELETE.uses, config=spec.config)
     batch = internal.BatchRequest(spec.api_version, spec.workspace, atomic=False, steps=(step,))
-    budget = Budget(settings.max_glob_entries)
-    result = await pool.run(lambda stop: run_batch(root, purger, batch, stop, budget))
-    observe(record, spec.workspace, result.steps)
+    result = await _run(services, batch)
+    observe(services.record, spec.workspace, result.steps)
     failed = result.failed
     if failed is not None:
         assert failed.error is not None
@@ -246,27 +243,22 @@ async def run_delete_step(
     response_model=BatchResult,
     response_model_by_alias=True,
     response_model_exclude_none=True,
-    openapi_extra=OPTIONAL_BEARER,
+    openapi_extra=STEP_OPERATION,
     responses=ok_examples(BATCH_RESULT_EXAMPLES)
     | problem_responses(*STEP_PROBLEMS, "atomic_unsupported"),
 )
 async def run_batch_steps(
     request: Annotated[BatchRequest, Body(openapi_examples=BATCH_EXAMPLES)],
-    root: WorkspaceRoot,
-    purger: TrashPurger,
-    pool: StepPool,
-    settings: AppSettings,
-    record: CurrentRequest,
-    idempotency_key: IdempotencyKeyHeader = None,
+    services: StepRoute,
 ) -> Response:
     """Run a batch on the step pool; see the description."""
     spec = request.to_internal()
-    if len(spec.steps) > settings.max_batch_steps:
-        message = f"at most {settings.max_batch_steps} steps, got {len(spec.steps)}"
+    limit = services.settings.max_batch_steps
+    if len(spec.steps) > limit:
+        message = f"at most {limit} steps, got {len(spec.steps)}"
         return validation_problem([{"loc": ("body", "steps"), "msg": message}])
-    budget = Budget(settings.max_glob_entries)
-    result = await pool.run(lambda stop: run_batch(root, purger, spec, stop, budget))
-    observe(record, spec.workspace, result.steps)
+    result = await _run(services, spec)
+    observe(services.record, spec.workspace, result.steps)
     steps = [_step_result(step) for step in result.steps]
     if result.failed is None:
         return _json(batch_result(spec.api_version, steps), exclude_none=True)
@@ -277,6 +269,13 @@ async def run_batch_steps(
         failedStep=result.failed.alias,
         rolledBack=result.rolled_back,
     )
+
+
+async def _run(services: StepServices, batch: internal.BatchRequest) -> BatchRun:
+    """Run ``batch`` on the step pool, its glob walks within the configured budget."""
+    budget = Budget(services.settings.max_glob_entries)
+    root, purger = services.root, services.purger
+    return await services.pool.run(lambda stop: run_batch(root, purger, batch, stop, budget))
 
 
 def _json(result: BaseModel, *, exclude_none: bool = False) -> Response:
