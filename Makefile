@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.glob_walks
 	$(BIN)/python -m bench.keyed_requests
 	$(BIN)/python -m bench.idempotency_stores
+	$(BIN)/python -m bench.purge_under_load
 
 clean:
 	rm -rf $(VENV) node_modules .pytest-tmp .mypy_cache .ruff_cache .pytest_cache .hypothesis

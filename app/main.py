@@ -44,7 +44,7 @@ from app.settings import (
 )
 from app.steps.adoption import Adopter
 from app.steps.area import StateArea, Unusable
-from app.steps.purger import Purger
+from app.steps.purger import LOW_PRIORITY, Purger
 from app.steps.staging import Staging
 from app.steps.workspace import RESERVED
 
@@ -95,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background=settings.purge == "background",
             slice_seconds=settings.purge_slice,
             pause_seconds=settings.purge_pause,
+            floor=settings.purge_floor,
+            # With a floor, its share is CPU time taken on equal terms with step work.
+            niceness=STEP_NICENESS if settings.purge_floor else LOW_PRIORITY,
             activity=app.state.metrics.activity,
         )
         owner = new_owner(instance)

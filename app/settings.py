@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds the purger pauses after each slice while requests are served.",
     )
+    purge_floor: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Least share of time the purger spends freeing while requests are served "
+        "(0 to 1): its pauses are cut short to keep it. 0: it only uses what requests leave.",
+    )
     root_path: str = Field(
         "",
         pattern=ROOT_PATH_PATTERN,

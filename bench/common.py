@@ -184,8 +184,9 @@ def wrk(
     seconds: int,
     key_prefix: str | None = None,
     headers: dict[str, str] | None = None,
+    connections: int = WRK_CONNECTIONS,
 ) -> dict[str, float]:
-    """wrk (one thread, ``WRK_CONNECTIONS`` keep-alive connections) POSTing to
+    """wrk (one thread, ``connections`` keep-alive connections) POSTing to
     /steps/delete the JSON ``template``, whose ``%d`` numbers the requests, with
     ``headers`` besides the content type; with ``key_prefix``, each request has an
     ``Idempotency-Key`` of its own (the prefix and its number). Returns requests, rps,
@@ -197,7 +198,7 @@ def wrk(
         script.write(_WRK_LUA % values)
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", script.name, base],
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, base],
             capture_output=True,
             text=True,
             check=True,

@@ -23,6 +23,7 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from app import __version__
@@ -35,9 +36,23 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+class PurgeFreed(Protocol):
+    """What the purger freed since the start: ``entries``, ``files``, ``bytes``."""
+
+    @property
+    def entries(self) -> int: ...
+
+    @property
+    def files(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+
 class PurgeBacklog(Protocol):
-    """What the purger has yet to free: ``entries``, ``bytes`` (None when unknown), how
-    many are ``stuck`` (their purge failed), and the oldest one's age in seconds."""
+    """What the purger has yet to free: ``entries``, ``files`` and ``bytes`` (None when
+    unknown), how many are ``stuck`` (their purge failed), the oldest one's age in
+    seconds; what it ``freed`` so far and its recent rate in files per second."""
 
     @property
     def entries(self) -> int: ...
@@ -51,6 +66,24 @@ class PurgeBacklog(Protocol):
     @property
     def oldest_seconds(self) -> float: ...
 
+    @property
+    def files(self) -> int | None: ...
+
+    @property
+    def freed(self) -> PurgeFreed: ...
+
+    @property
+    def files_per_second(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Freed:
+    """A plain ``PurgeFreed``."""
+
+    entries: int = 0
+    files: int = 0
+    bytes: int = 0
+
 
 @dataclass(frozen=True)
 class Backlog:
@@ -60,6 +93,43 @@ class Backlog:
     bytes: int | None = 0
     stuck: int = 0
     oldest_seconds: float = 0.0
+    files: int | None = 0
+    freed: Freed = Freed()
+    files_per_second: float = 0.0
+
+
+class _PurgeFreed:
+    """The purger's running totals as counters, read at each scrape (prometheus_client
+    counters cannot read a function; these only ever grow)."""
+
+    def __init__(self, freed: Callable[[], PurgeFreed]) -> None:
+        self._freed = freed
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return self._families(Freed())
+
+    def collect(self) -> list[CounterMetricFamily]:
+        return self._families(self._freed())
+
+    @staticmethod
+    def _families(freed: PurgeFreed) -> list[CounterMetricFamily]:
+        return [
+            CounterMetricFamily(
+                "stepd_purge_freed_entries",
+                "Detached entries the purger freed (a tree counts as one).",
+                value=freed.entries,
+            ),
+            CounterMetricFamily(
+                "stepd_purge_freed_files",
+                "Files, links and directories the purger removed.",
+                value=freed.files,
+            ),
+            CounterMetricFamily(
+                "stepd_purge_freed_bytes",
+                "Bytes the purger freed, of entries whose size was known (no directory).",
+                value=freed.bytes,
+            ),
+        ]
 
 
 NO_BACKLOG = Backlog()
@@ -155,7 +225,7 @@ class Metrics:
             "stepd_purge_backlog_bytes",
             "Bytes the purger has yet to free (NaN when unknown).",
             registry=self.registry,
-        ).set_function(self._backlog_bytes)
+        ).set_function(lambda: _known(self._backlog().bytes))
         Gauge(
             "stepd_purge_backlog_stuck_entries",
             "Of the backlog, entries the purger tried and failed to free; tried again.",
@@ -166,6 +236,17 @@ class Metrics:
             "How long the oldest entry of the backlog has been waiting to be freed.",
             registry=self.registry,
         ).set_function(lambda: self._backlog().oldest_seconds)
+        Gauge(
+            "stepd_purge_backlog_files",
+            "Files, links and directories the purger has yet to free (NaN when unknown).",
+            registry=self.registry,
+        ).set_function(lambda: _known(self._backlog().files))
+        Gauge(
+            "stepd_purge_files_per_second",
+            "Files, links and directories the purger removed per second, lately (~10 s).",
+            registry=self.registry,
+        ).set_function(lambda: self._backlog().files_per_second)
+        self.registry.register(_PurgeFreed(lambda: self._backlog().freed))
 
     def idempotency_swept(self, expired: int, evicted: int, kept: int) -> None:
         """Count what a sweep of the idempotency store dropped, and what it kept."""
@@ -218,6 +299,7 @@ class Metrics:
         encode, content_type = choose_encoder(accept or "")
         return encode(self.registry), content_type
 
-    def _backlog_bytes(self) -> float:
-        size = self._backlog().bytes
-        return math.nan if size is None else float(size)
+
+def _known(value: int | None) -> float:
+    """A gauge's value: NaN when unknown."""
+    return math.nan if value is None else float(value)

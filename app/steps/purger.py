@@ -4,13 +4,19 @@ A plain delete answers as soon as its targets are renamed into the trash
 (``Staging.detach``), and an atomic batch as soon as it committed or rolled back; the
 purger then removes their trash directories for good, one at a time, in order.
 
-It must not starve request handling on a small machine, so it is bounded three ways:
+It must not starve request handling on a small machine, nor be starved by it, so it is
+bounded both ways:
 
-* one daemon thread, at the lowest CPU priority (nice 19: Linux applies it per thread),
-  so the kernel prefers the request threads and the load generator when cores are scarce;
+* one daemon thread, at a low CPU priority (Linux applies it per thread): ``niceness``,
+  that of the step threads when it has a floor, so that the floor is real CPU time
+  shared with step work on equal terms, and both yield to the event loop; nice 19
+  without a floor, so the kernel gives it only what requests leave;
 * time slices: after ``slice_seconds`` of removing, if requests were served meanwhile
-  (``activity`` moved), it sleeps ``pause_seconds`` (releasing the GIL), so under load it
-  takes at most slice / (slice + pause) of the interpreter; idle, it runs at full speed;
+  (``activity`` moved), it sleeps ``pause_seconds`` (releasing the GIL): a burst of
+  requests finds it mostly asleep; idle, it runs at full speed;
+* a floor: those pauses are cut short so that the share of time it spent removing over
+  about the last second (``SHARE_WINDOW``) never falls below ``floor``, so that sustained
+  traffic slows the purge but cannot stop it;
 * removal is the sandbox's ``remove_tree``: it never follows a symlink and never crosses a
   mount point, whatever a killed process left behind.
 
@@ -24,9 +30,10 @@ changed under the walk) stays in the backlog, counted as *stuck*, and is tried a
 ``retry_first`` seconds, then twice as long each time up to ``retry_max``, with no
 restart: freed as soon as its cause is. A directory the trash no longer holds (the area
 was moved or removed) is done: what is no longer in the root is not stepd's to free.
-``backlog`` tells what is left to free: entries, bytes when known (None once a directory
-is among them: only a walk would tell its size), how many are stuck, and how long the
-oldest has waited.
+``backlog`` tells what is left to free: entries, files and bytes when known (None once a
+directory is among them: only a walk would tell), how many are stuck, how long the oldest
+has waited; and the progress: entries, files (every file, link and directory removed)
+and bytes freed so far (bytes of entries whose size was known), and the recent rate.
 
 With ``background=False`` (``STEPD_PURGE=inline``) deletes happen in place, and
 ``dispose`` (and ``take_over``) purge before returning; the thread only retries what could
@@ -36,13 +43,14 @@ not be freed then.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from contextlib import suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 
 from app.sandbox.errors import SandboxError
 from app.sandbox.remove import Pace, no_pace
@@ -59,6 +67,12 @@ _CLOCK_EVERY = 64
 # Seconds before a directory that could not be freed is tried again, doubling each time.
 RETRY_FIRST = 1.0
 RETRY_MAX = 300.0
+# The floor holds over about this many seconds: long enough to let a burst of requests
+# through unhindered, short enough that sustained traffic cannot hold the purge off.
+SHARE_WINDOW = 1.0
+# The rate is that of about the last RATE_WINDOW seconds, sampled every RATE_SAMPLE.
+RATE_WINDOW = 10.0
+RATE_SAMPLE = 0.25
 
 
 class _Stopped(Exception):
@@ -66,18 +80,33 @@ class _Stopped(Exception):
 
 
 @dataclass(frozen=True)
+class Freed:
+    """What the purger freed since it started: ``entries`` (detached entries: a tree
+    counts as one), ``files`` (every file, link and directory removed) and ``bytes`` (of
+    the entries whose size was known: those detached without a directory)."""
+
+    entries: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
 class TrashBacklog:
     """What the purger has yet to free (a ``PurgeBacklog`` for the metrics): ``entries``
-    (``stuck`` of them in directories whose last purge failed), ``bytes`` (None when
-    unknown), and how long the oldest has waited, in seconds (0 when none)."""
+    (``stuck`` of them in directories whose last purge failed), ``files`` and ``bytes``
+    (None when unknown), how long the oldest has waited, in seconds (0 when none); what
+    it ``freed`` so far, and at what rate lately, in files per second."""
 
     entries: int
     bytes: int | None
     stuck: int = 0
     oldest_seconds: float = 0.0
+    files: int | None = 0
+    freed: Freed = Freed()
+    files_per_second: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)  # each is its own: kept in a set while purged
 class _Item:
     txn_id: str
     entries: int
@@ -85,6 +114,38 @@ class _Item:
     since: float = field(default_factory=time.monotonic)
     failures: int = 0
     retry_at: float = 0.0
+    files: int = 0  # freed by the purge under way (only the thread purging it counts)
+
+    def files_left(self) -> int | None:
+        """Files still to free; known only when no directory is among the entries."""
+        return None if self.size is None else max(0, self.entries - self.files)
+
+
+class _Share:
+    """The share of time spent working, exponentially weighted over ``window`` seconds."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.reset(time.monotonic())
+
+    def reset(self, now: float) -> None:
+        """Start afresh, as if it had been working all along: a burst that comes at the
+        start of a purge finds it ready to yield."""
+        self._mark = now
+        self._worked = self.window
+
+    def note(self, now: float, *, working: bool) -> None:
+        """Account for the time since the last note, spent working or not."""
+        decay = math.exp(-(now - self._mark) / self.window)
+        self._mark = now
+        self._worked = self._worked * decay + (self.window * (1 - decay) if working else 0.0)
+
+    def allowed_pause(self, floor: float) -> float:
+        """The longest pause after which the share is still at least ``floor``."""
+        share = self._worked / self.window
+        if floor <= 0:
+            return math.inf
+        return 0.0 if share <= floor else self.window * math.log(share / floor)
 
 
 class Purger:
@@ -98,6 +159,8 @@ class Purger:
         background: bool = True,
         slice_seconds: float = 0.02,
         pause_seconds: float = 0.02,
+        floor: float = 0.0,
+        niceness: int = LOW_PRIORITY,
         activity: Callable[[], int] = lambda: 0,
         retry_first: float = RETRY_FIRST,
         retry_max: float = RETRY_MAX,
@@ -106,12 +169,18 @@ class Purger:
         self.background = background
         self.slice_seconds = slice_seconds
         self.pause_seconds = pause_seconds
+        self.floor = floor
+        self.niceness = niceness
         self.retry_first = retry_first
         self.retry_max = retry_max
         self._activity = activity
         self._queue: deque[_Item] = deque()
         self._stuck: list[_Item] = []
         self._current: _Item | None = None
+        self._inline: set[_Item] = set()  # purged now by request threads (not queued)
+        self._freed = Freed()  # by purges that ended; those under way count apart
+        self._samples: deque[tuple[float, int]] = deque()  # (when, files freed by then)
+        self._share = _Share(SHARE_WINDOW)
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,17 +224,22 @@ class Purger:
         self._add(_Item(txn_id, entries, size), pace=pace)
 
     def backlog(self) -> TrashBacklog:
-        """What is left to free; cheap (no walk), for metrics and readiness."""
+        """What is left to free and what was freed; cheap (no walk), for metrics and
+        readiness."""
+        now = time.monotonic()
         with self._changed:
             items = [*self._queue, *self._stuck, *([self._current] if self._current else [])]
-        sizes = [item.size for item in items]
-        size = None if None in sizes else sum(s for s in sizes if s is not None)
+            freed = self._freed_now()
+            rate = self._rate(now, freed.files)
         oldest = min((item.since for item in items), default=None)
         return TrashBacklog(
             entries=sum(item.entries for item in items),
-            bytes=size,
+            bytes=_known_sum(item.size for item in items),
             stuck=sum(item.entries for item in items if item.failures),
-            oldest_seconds=0.0 if oldest is None else time.monotonic() - oldest,
+            oldest_seconds=0.0 if oldest is None else now - oldest,
+            files=_known_sum(item.files_left() for item in items),
+            freed=freed,
+            files_per_second=rate,
         )
 
     def wait_idle(self, timeout: float) -> bool:
@@ -187,11 +261,12 @@ class Purger:
 
     def _run(self) -> None:
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
         except OSError as exc:  # a sandbox that forbids it: pacing still bounds us
             log.warning("purger: cannot lower its priority: %s", exc.strerror)
         while True:
             with self._changed:
+                rested = not self._due()
                 while not self._due():
                     # Woken by new work, or by the clock when a stuck directory's time comes.
                     self._changed.wait(self._until_retry())
@@ -200,6 +275,8 @@ class Purger:
                 item = self._current = self._queue.popleft()
             try:
                 self._slice_start = time.monotonic()
+                if rested:
+                    self._share.reset(self._slice_start)
                 self._seen_activity = self._activity()
                 self._purge(item, pace=self._pace)
             except _Stopped:
@@ -223,8 +300,16 @@ class Purger:
 
     def _purge(self, item: _Item, pace: Pace) -> None:
         """Free ``item``'s directory; if that fails, count it stuck and schedule a retry."""
+
+        def counted() -> None:
+            item.files += 1
+            pace()
+
         try:
-            self.staging.purge(item.txn_id, pace=pace)
+            with self._counting(item):
+                self.staging.purge(item.txn_id, pace=counted)
+                item.files = max(0, item.files - 1)  # the trash directory: not one of ours
+            self._count(Freed(item.entries, 0, item.size or 0))
             if item.failures:
                 log.info("purger: freed trash directory %s at last", item.txn_id)
             return
@@ -246,6 +331,7 @@ class Purger:
         with suppress(SandboxError, Unusable):
             left = max(1, self.staging.held(item.txn_id))
             if left != item.entries:
+                self._count(Freed(entries=max(0, item.entries - left)))
                 item.entries, item.size = left, None
         log.warning(
             "purger: cannot free trash directory %s (%d entries left; attempt %d): %s; "
@@ -260,18 +346,84 @@ class Purger:
             self._stuck.append(item)
             self._changed.notify_all()
 
+    @contextmanager
+    def _counting(self, item: _Item) -> Iterator[None]:
+        """Count ``item``'s files as freed while it is purged, and add them to the total
+        once its purge ends, however it ends."""
+        item.files = 0
+        with self._changed:
+            self._sample(time.monotonic())
+            if item is not self._current:
+                self._inline.add(item)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._inline.discard(item)
+                self._freed = replace(self._freed, files=self._freed.files + item.files)
+                item.files = 0
+                self._sample(time.monotonic())
+
+    def _count(self, freed: Freed) -> None:
+        with self._changed:
+            self._freed = Freed(
+                self._freed.entries + freed.entries,
+                self._freed.files + freed.files,
+                self._freed.bytes + freed.bytes,
+            )
+
+    def _freed_now(self) -> Freed:
+        """What is freed, purges under way included (the caller holds ``_changed``)."""
+        under_way = [*self._inline, *([self._current] if self._current else [])]
+        return replace(self._freed, files=self._freed.files + sum(i.files for i in under_way))
+
+    def _sample(self, now: float) -> None:
+        """Remember how many files were freed by ``now``, for the rate (at most every
+        ``RATE_SAMPLE`` seconds, for ``RATE_WINDOW``); the caller holds ``_changed``."""
+        if self._samples and now - self._samples[-1][0] < RATE_SAMPLE:
+            return
+        self._samples.append((now, self._freed_now().files))
+        while self._samples and now - self._samples[0][0] > RATE_WINDOW:
+            self._samples.popleft()
+
+    def _rate(self, now: float, files: int) -> float:
+        """Files freed per second over about the last ``RATE_WINDOW`` seconds (the caller
+        holds ``_changed``); 0 when nothing was freed in that time."""
+        recent = [(when, count) for when, count in self._samples if now - when <= RATE_WINDOW]
+        if not recent:
+            return 0.0
+        since, count = recent[0]
+        return (files - count) / max(now - since, RATE_SAMPLE)
+
     def _pace(self) -> None:
-        """Called after each entry removed: yield to requests, or stop."""
+        """Called after each entry removed: yield to requests (down to the floor), or stop."""
         self._ticks += 1
         if self._ticks % _CLOCK_EVERY:
             return
         if self._stopping.is_set():
             raise _Stopped
-        if time.monotonic() - self._slice_start < self.slice_seconds:
+        now = time.monotonic()
+        with self._changed:
+            self._sample(now)
+        if now - self._slice_start < self.slice_seconds:
             return
+        self._share.note(now, working=True)
         activity = self._activity()
         if activity != self._seen_activity:
             self._seen_activity = activity
-            if self._stopping.wait(self.pause_seconds):
+            pause = min(self.pause_seconds, self._share.allowed_pause(self.floor))
+            if pause > 0 and self._stopping.wait(pause):
                 raise _Stopped
-        self._slice_start = time.monotonic()
+            now = time.monotonic()
+            self._share.note(now, working=False)
+        self._slice_start = now
+
+
+def _known_sum(values: Iterable[int | None]) -> int | None:
+    """The sum of ``values``; None if any is unknown."""
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total

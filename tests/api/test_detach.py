@@ -13,6 +13,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.steps.staging import DETACH_MIN_BYTES
 from tests.api.test_metrics import sample
+from tests.support.trash import NOTHING_LEFT, left
 
 
 def _tree(root_dir: Path) -> None:
@@ -41,11 +42,12 @@ def test_delete_detaches_before_answering_and_purges_after(root_dir: Path) -> No
         [held] = _trash(root_dir)
         assert (root_dir / ".stepd" / "trash" / held / "0" / "d2" / "f4").read_text() == "data"
         ready = client.get("/readyz").json()
-        assert ready["purgeBacklog"] | {"oldestSeconds": 0} == {
+        assert left(ready["purgeBacklog"]) | {"oldestSeconds": 0} == {
             "entries": 1,
             "bytes": None,
             "stuck": 0,
             "oldestSeconds": 0,
+            "files": None,
         }
         assert ready["purgeBacklog"]["oldestSeconds"] > 0
         assert sample(client, "stepd_purge_backlog_entries") == 1
@@ -53,12 +55,11 @@ def test_delete_detaches_before_answering_and_purges_after(root_dir: Path) -> No
     with TestClient(create_app(Settings(workspace_root=root_dir))) as client:
         assert client.app.state.purger.wait_idle(timeout=60)  # type: ignore[attr-defined]
         assert _trash(root_dir) == []
-        assert client.get("/readyz").json()["purgeBacklog"] == {
-            "entries": 0,
-            "bytes": 0,
-            "stuck": 0,
-            "oldestSeconds": 0,
-        }
+        backlog = client.get("/readyz").json()["purgeBacklog"]
+        assert left(backlog) == NOTHING_LEFT
+        # out, its 3 directories and their 15 files
+        assert (backlog["freedEntries"], backlog["freedFiles"]) == (1, 19)
+        assert sample(client, "stepd_purge_freed_files_total") == 19
     assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "keep.txt", "small.txt"]
 
 
@@ -114,12 +115,7 @@ def test_inline_mode_deletes_in_place(root_dir: Path) -> None:
         atomic = {"workspace": "ws", "atomic": True, "steps": steps}
         assert client.post("/steps/batch", json=atomic).status_code == 200
         assert _trash(root_dir) == []  # committed staging purged before the answer
-        assert client.get("/readyz").json()["purgeBacklog"] == {
-            "entries": 0,
-            "bytes": 0,
-            "stuck": 0,
-            "oldestSeconds": 0,
-        }
+        assert left(client.get("/readyz").json()["purgeBacklog"]) == NOTHING_LEFT
     assert sorted(os.listdir(root_dir / "ws")) == ["big.bin", "small.txt"]
 
 

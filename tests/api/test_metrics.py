@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
-from app.observability.metrics import Backlog, Metrics
+from app.observability.metrics import Backlog, Freed, Metrics
 from app.settings import Settings
+
+FREED = ("entries", "files", "bytes")
 
 
 def sample(client: TestClient, name: str, **labels: str) -> float | None:
@@ -163,12 +165,21 @@ def test_delete_entries_are_counted_by_outcome(client: TestClient, root_dir: Pat
 def test_purge_backlog_is_zero_until_a_purger_reports(app: FastAPI, client: TestClient) -> None:
     assert sample(client, "stepd_purge_backlog_entries") == 0
     assert sample(client, "stepd_purge_backlog_bytes") == 0
+    assert sample(client, "stepd_purge_freed_files_total") == 0
     metrics: Metrics = app.state.metrics
-    metrics.watch_purge_backlog(lambda: Backlog(entries=7, bytes=None))
+    metrics.watch_purge_backlog(
+        lambda: Backlog(
+            entries=7, bytes=None, files=None, freed=Freed(2, 30, 5), files_per_second=12.5
+        )
+    )
     assert sample(client, "stepd_purge_backlog_entries") == 7
-    unknown = sample(client, "stepd_purge_backlog_bytes")
-    assert unknown is not None
-    assert math.isnan(unknown)
+    for name in ("stepd_purge_backlog_bytes", "stepd_purge_backlog_files"):
+        unknown = sample(client, name)
+        assert unknown is not None
+        assert math.isnan(unknown)
+    assert sample(client, "stepd_purge_files_per_second") == 12.5
+    freed = {kind: sample(client, f"stepd_purge_freed_{kind}_total") for kind in FREED}
+    assert freed == {"entries": 2, "files": 30, "bytes": 5}
 
 
 def test_in_progress_counts_the_scrape_itself(client: TestClient) -> None:

@@ -28,6 +28,7 @@ from tests.faults.conftest import (
 from tests.support.endpoints import DeleteEndpoint
 from tests.support.mounts import remount
 from tests.support.problems import assert_problem
+from tests.support.trash import NO_BACKLOG
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_start_on_a_read_only_root_is_degraded_not_failed(
     remount(site.root, "rw")
     assert site.http.get("/readyz").json() == {
         "status": "ready",
-        "purgeBacklog": {"entries": 0, "bytes": 0, "stuck": 0, "oldestSeconds": 0},
+        "purgeBacklog": NO_BACKLOG,
     }
     first = site.http.post(
         endpoint.url, json=endpoint.body({"path": "target.txt"}), headers={"Idempotency-Key": "rw"}

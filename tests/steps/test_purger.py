@@ -3,6 +3,7 @@ frees them (in the background, or inline), resuming whatever a previous run left
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.sandbox import Entry, Root
-from app.steps.purger import Purger, TrashBacklog
+from app.steps.purger import Freed, Purger
 from app.steps.staging import Staging
 from tests.support.immutable import immutable, set_immutable
 from tests.support.mounts import bind_mount, skip_if_not_permitted
@@ -139,6 +140,67 @@ def test_purger_yields_to_requests_and_still_finishes(
     assert next(ticks) > 1  # it looked at the activity, so it paused between slices
 
 
+def test_progress_counts_are_exact(
+    root: Root, staging: Staging, purger: Purger, tree: Path
+) -> None:
+    files = staging.detachment()
+    files.detach(root, _entries(root, "g", "d/e/f"))
+    purger.dispose(files.txn_id, files.moved, files.size)
+    backlog = purger.backlog()
+    assert (backlog.entries, backlog.files, backlog.bytes) == (2, 2, 17)
+    trees = staging.detachment()
+    trees.detach(root, _entries(root, "d", "link"))
+    purger.dispose(trees.txn_id, trees.moved, trees.size)
+    backlog = purger.backlog()
+    assert (backlog.entries, backlog.files, backlog.bytes) == (4, None, None)
+    assert backlog.freed == Freed()
+    purger.start()
+    assert purger.wait_idle(timeout=60)
+    backlog = purger.backlog()
+    assert (backlog.entries, backlog.files, backlog.bytes) == (0, 0, 0)
+    # g, f; then d, e, link. Bytes are those of the entries detached as files.
+    assert backlog.freed == Freed(entries=4, files=5, bytes=17)
+    assert backlog.files_per_second > 0
+
+
+def _files(tree: Path, count: int) -> None:
+    for n in range(count):
+        (tree / "d" / f"file{n}").write_text("x")
+
+
+def test_a_floor_keeps_the_purge_going_under_constant_traffic(
+    root: Root, staging: Staging, tree: Path
+) -> None:
+    _files(tree, 1000)
+    detachment = staging.detachment()
+    detachment.detach(root, _entries(root, "d"))
+    busy = itertools.count()  # a request begins between any two looks: constant traffic
+
+    def purger(floor: float) -> Purger:
+        paced = Purger(
+            staging, slice_seconds=1e-6, pause_seconds=600, floor=floor, activity=lambda: next(busy)
+        )
+        paced.dispose(detachment.txn_id, detachment.moved, detachment.size)
+        paced.start()
+        return paced
+
+    yielding = purger(floor=0)  # yields to every request: one slice, then a long pause
+    try:
+        assert _wait(lambda: yielding.backlog().freed.files > 0)
+        assert not yielding.wait_idle(timeout=0.3)
+        assert yielding.backlog().freed.files < 1000
+    finally:
+        assert yielding.stop()
+    floored = purger(floor=0.5)
+    try:
+        assert floored.wait_idle(timeout=60)  # the pauses shrank to keep half the time
+    finally:
+        floored.stop()
+    assert _trash(tree) == []
+    freed = yielding.backlog().freed.files + floored.backlog().freed.files
+    assert freed == 1000 + 3  # and d, e, e/f
+
+
 def test_inline_purger_frees_at_once(root: Root, staging: Staging, tree: Path) -> None:
     inline = Purger(staging, background=False)
     detachment = staging.detachment()
@@ -184,7 +246,9 @@ def test_what_cannot_be_freed_is_counted_and_retried_without_a_restart(
         finally:
             retrying.stop()
     assert _trash(tree) == []
-    assert retrying.backlog() == TrashBacklog(0, 0, 0, 0.0)
+    backlog = retrying.backlog()
+    assert (backlog.entries, backlog.files, backlog.stuck, backlog.oldest_seconds) == (0, 0, 0, 0)
+    assert backlog.freed == Freed(entries=1, files=5, bytes=0)  # d, e, f, sealed, inner
 
 
 def test_a_mount_point_in_the_trash_is_retried_until_it_goes(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import Server, stepd_command
+from tests.support.trash import NO_BACKLOG
 from tests.system.test_atomic_unsupported import MOUNT_STAGING, _can_mount
 
 
@@ -36,4 +37,4 @@ def test_delete_across_filesystems_deletes_in_place(root_dir: Path, tmp_path: Pa
     assert answer.json()["deleted"] == ["out", "file"]
     assert [p.name for p in (root_dir / "ws").iterdir()] == ["keep"]
     # Nothing was detached: the trash (on the tmpfs) got no entry to purge.
-    assert backlog == {"entries": 0, "bytes": 0, "stuck": 0, "oldestSeconds": 0}
+    assert backlog == NO_BACKLOG
