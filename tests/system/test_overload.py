@@ -25,7 +25,7 @@ from tests.support.server import Server, read_response, serve
 
 # The slow deletes: each a tree of empty directories (costlier to remove than to make).
 DELETES = 50
-SUBDIRS = 300
+SUBDIRS = 600  # enough that the deletes outlast ten probes on a quiet machine too
 PROBE_EVERY = 0.1
 
 
