@@ -13,10 +13,11 @@ token.
 Only SHA-256 digests of the tokens are kept. Nothing here ever logs a token: parse errors
 name the line number only.
 
-The file is checked with one ``stat`` per request (path followed, so a Secret's atomic
-``..data`` symlink swap shows up as a new inode) and re-read when device, inode, size or
-mtime changed. A file modified within the last ``RACY_SECONDS`` is re-read every time,
-since a same-size rewrite within one timestamp tick would otherwise go unseen.
+The file is checked with one ``stat`` at most every ``RECHECK_SECONDS`` (path followed,
+so a Secret's atomic ``..data`` symlink swap shows up as a new inode) and re-read when
+device, inode, size or mtime changed: a change is in force within that interval. A file
+modified within the last ``RACY_SECONDS`` is re-read at every check, since a same-size
+rewrite within one timestamp tick would otherwise go unseen.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RACY_SECONDS = 2
+# How long the file is taken as unchanged after a look: one stat a second, not one per
+# request (a stat on the event loop lets the step threads take the interpreter lock).
+RECHECK_SECONDS = 1.0
 # The caller a Kargo step plugin's token identifies.
 KARGO_AGENT = "kargo-agent"
 
@@ -93,6 +97,7 @@ class TokenFile:
         self._parse = parse
         self._signature: tuple[int, ...] | None = None
         self._problem: str | None = None
+        self._fresh_until = 0.0  # monotonic time until which the file is not looked at
         named = f"token file {str(path)!r} ({knob('auth_tokens_file')})"
         try:
             st = os.stat(path)
@@ -119,11 +124,16 @@ class TokenFile:
         return caller
 
     def credentials(self) -> tuple[Credential, ...]:
-        """The current credentials, re-reading the file first if it changed.
+        """The current credentials, re-reading the file first if it changed (looked at
+        once per ``RECHECK_SECONDS``).
 
         When the file cannot be read or parsed, the last good credentials stay in force;
         when it parses to no tokens, every request is refused.
         """
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return self._credentials
+        self._fresh_until = now + RECHECK_SECONDS
         try:
             st = os.stat(self.path)
         except OSError as exc:
@@ -146,7 +156,7 @@ class TokenFile:
         return self._credentials
 
     def _warn(self, problem: str) -> None:
-        # Once per distinct problem: the file is looked at on every request.
+        # Once per distinct problem: the file is looked at every second.
         if problem != self._problem:
             log.warning(
                 "token file %s: %s; keeping the %d tokens loaded before",

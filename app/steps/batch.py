@@ -109,13 +109,14 @@ def run_batch(
     Raises the staging area's error when a killed process's batch cannot be recovered
     yet: no step runs over a half-done atomic batch."""
     staging = purger.staging
-    staging.ready()
     txn = staging.begin() if request.atomic else None
     detachment = staging.detachment() if txn is None and purger.background else None
     try:
         with ExitStack() as stack:
+            # One check of the staging area serves recovery and the lock.
+            area = stack.enter_context(staging.readied())
             try:
-                stack.enter_context(staging.lock(exclusive=request.atomic))
+                stack.enter_context(staging.lock(exclusive=request.atomic, area=area))
             except (SandboxError, StepError) as exc:
                 result = _not_run(request, exc)
             else:

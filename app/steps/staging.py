@@ -202,6 +202,23 @@ class Staging:
                 raise
             return Recovery(0, 0)
 
+    @contextmanager
+    def readied(self) -> Iterator[Area | None]:
+        """``ready``, then the area as it was checked, held open for the block: None when
+        it is missing or cannot be trusted (nothing to recover there, as for ``ready``),
+        or was just recovered. ``lock(area=...)`` takes it as it is, so that a batch
+        checks the area once, not twice. Raises as ``ready``."""
+        with ExitStack() as stack:
+            try:
+                area = stack.enter_context(self.area.using(create=False))
+            except Unusable:
+                area = None
+            if area is not None and not area.recovered:
+                stack.close()
+                self.ready()
+                area = None
+            yield area
+
     def _recover_locked(self) -> Recovery:
         take = self._take_leftovers
         with ExitStack() as stack:
@@ -296,7 +313,7 @@ class Staging:
         return unique if self.instance is None else f"{self.instance}{OWNER_SEPARATOR}{unique}"
 
     @contextmanager
-    def lock(self, *, exclusive: bool) -> Iterator[None]:
+    def lock(self, *, exclusive: bool, area: Area | None = None) -> Iterator[None]:
         """Hold the workspace lock: shared by plain batches, exclusive for an atomic one.
 
         An atomic batch must see no concurrent change, and nobody may see its uncommitted
@@ -310,13 +327,16 @@ class Staging:
         and cannot be made (read-only or full filesystem, the area removed meanwhile), or
         the area cannot be trusted, no atomic batch can hold it either, so a plain batch
         runs without it.
+
+        ``area``, when given, is the area as the caller checked it and holds open
+        (``readied``): it is taken as it is, not checked again.
         """
         if not (self.shared or exclusive):
             yield
             return
         with ExitStack() as stack:
             try:
-                held = self._lock_file(stack, exclusive=exclusive)
+                held = self._lock_file(stack, exclusive=exclusive, area=area)
             except Unusable as exc:
                 if exclusive:
                     raise AtomicUnsupported(str(exc)) from None
@@ -324,12 +344,16 @@ class Staging:
             with self._flocked(held, exclusive=exclusive):
                 yield
 
-    def _lock_file(self, stack: ExitStack, *, exclusive: bool) -> tuple[Area, int] | None:
-        """The area (held by ``stack``) and an open lock file of it; None when a shared
-        lock has to do without (see ``lock``). Raises ``Unusable``."""
+    def _lock_file(
+        self, stack: ExitStack, *, exclusive: bool, area: Area | None = None
+    ) -> tuple[Area, int] | None:
+        """The area (``area`` as given, else checked now and held by ``stack``) and an
+        open lock file of it; None when a shared lock has to do without (see ``lock``).
+        Raises ``Unusable``."""
         try:
-            area = stack.enter_context(self.area.using())
-            assert area is not None
+            if area is None:
+                area = stack.enter_context(self.area.using())
+                assert area is not None
             fd = area.idle_lock_fds.pop() if area.idle_lock_fds else None
             if fd is None:
                 fd = _open_lock(area, required=exclusive)

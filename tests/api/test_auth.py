@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from app.api import tokens as token_files
 from app.api.auth import caller_of
+from app.api.tokens import TokenFile
 from app.main import create_app
 from app.settings import Settings
 from tests.support.server import read_response, serve
@@ -39,6 +42,12 @@ def tokens(tmp_path: Path) -> Path:
     path = tmp_path / "tokens"
     path.write_text(f"# CI runners\nci:{NAMED}\n\n   {UNNAMED}  \n")
     return path
+
+
+@pytest.fixture
+def every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token file looked at on every request, not once a second."""
+    monkeypatch.setattr(token_files, "RECHECK_SECONDS", 0.0)
 
 
 @pytest.fixture
@@ -176,6 +185,7 @@ def test_rewriting_the_file_rotates_tokens_without_restart(
     assert authed.get("/steps/whoami", headers=bearer(ROTATED)).json() == "ci"
 
 
+@pytest.mark.usefixtures("every_request")
 def test_a_secret_volume_symlink_swap_rotates_tokens(root_dir: Path, tmp_path: Path) -> None:
     # The layout kubelet writes: tokens -> ..data/tokens, ..data -> ..<timestamp>/.
     volume = tmp_path / "secret"
@@ -220,6 +230,27 @@ def test_a_file_emptied_at_run_time_refuses_everyone(authed: TestClient, tokens:
     assert authed.get("/steps/whoami", headers=bearer(NAMED)).status_code == 401
 
 
+def test_a_rewrite_is_in_force_within_the_recheck_interval(tokens: Path) -> None:
+    token_file = TokenFile(tokens)
+    assert token_file.match(NAMED) == "ci"
+    tokens.write_text(f"ci:{ROTATED}\n")
+    time.sleep(token_files.RECHECK_SECONDS + 0.05)
+    assert token_file.match(NAMED) is None
+    assert token_file.match(ROTATED) == "ci"
+
+
+def test_the_file_is_not_looked_at_again_within_the_interval(
+    tokens: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(token_files, "RECHECK_SECONDS", 3600.0)
+    token_file = TokenFile(tokens)
+    assert token_file.match(NAMED) == "ci"
+    tokens.write_text(f"ci:{ROTATED}\n")
+    assert token_file.match(NAMED) == "ci"
+    assert token_file.match(ROTATED) is None
+
+
+@pytest.mark.usefixtures("every_request")
 def test_tokens_are_never_logged(
     authed: TestClient, tokens: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
