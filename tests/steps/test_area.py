@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from app.models.internal import BatchRequest, BatchStep, DeleteConfig
 from app.sandbox import Entry, Root
 from app.steps.area import Unusable
+from app.steps.batch import StepStatus, run_batch
 from app.steps.errors import AtomicUnsupported
 from app.steps.purger import Purger
 from app.steps.staging import Staging
@@ -205,3 +207,28 @@ def test_an_atomic_batch_whose_area_was_replaced_cannot_claim_a_rollback(
         txn.stage(root, None, [_entry(root, "d2")], [])
     assert txn.rollback() is False
     assert (tree / "d2" / "sub" / "f").exists()
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_batch_over_a_replaced_area_recovers_the_new_one_first(
+    root: Root, staging: Staging, tree: Path, canaries: Canaries, atomic: bool
+) -> None:
+    """A batch checks the area once for recovery and its lock: over an area replaced by a
+    copy holding an unfinished atomic batch, it rolls that back, then runs; the area
+    moved out is never touched again."""
+    purger = Purger(staging, background=False)
+    step = BatchStep("step-0", "delete", DeleteConfig(paths=("d2",)))
+    request = BatchRequest("v1", None, atomic=atomic, steps=(step,))
+    assert run_batch(root, purger, request).failed is None  # the area opened and recovered
+    killed = Staging(root).begin()  # another process, killed mid-batch
+    killed.stage(root, None, [_entry(root, "d1")], [])
+    shutil.copytree(tree / ".stepd", tree / "copy", symlinks=True)
+    (tree / ".stepd").rename(canaries.top / "moved")
+    (tree / "copy").rename(tree / ".stepd")
+    canaries.before = canaries.records()
+    (tree / "d2").mkdir()
+    result = run_batch(root, purger, request)
+    assert [s.status for s in result.steps] == [StepStatus.SUCCEEDED]
+    assert (tree / "d1" / "sub" / "f").read_text() == "d1"
+    assert not (tree / "d2").exists()
+    assert os.listdir(tree / ".stepd" / "trash") == []
