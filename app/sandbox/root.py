@@ -89,6 +89,7 @@ class Root:
         self._fd = fd
         self._reserved = ReservedNames(fd, reserved)
         self._opener = DirOpener(fd, use_openat2=use_openat2)
+        self._identity: tuple[int, int] | None = None
 
     @classmethod
     def open(
@@ -115,6 +116,14 @@ class Root:
     def fd(self) -> int:
         """The directory descriptor (borrowed: do not close it)."""
         return self._fd
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """Device and inode of the directory: read once, since an open descriptor's never
+        change (``same_entry`` compares them at every check of stepd's own area)."""
+        if self._identity is None:
+            self._identity = identity(self._fd)
+        return self._identity
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -207,7 +216,7 @@ class Root:
         """Whether ``name`` in the root directory itself is, right now, the directory open
         as ``other`` (same device and inode; a symlink there is never followed)."""
         st = lstat_at(self._fd, name, name)
-        return st is not None and identity(other.fd) == (st.st_dev, st.st_ino)
+        return st is not None and other.identity == (st.st_dev, st.st_ino)
 
     def names(self) -> list[str]:
         """The names in the root directory itself, sorted (reserved ones left out)."""
