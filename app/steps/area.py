@@ -148,7 +148,8 @@ class StateArea:
         with self.using() as area:
             assert area is not None
             state = open_trusted(area.directory, STATE, create=True)
-            assert state is not None
+            if state is None:
+                raise Busy(REMOVED_WHILE_MADE)
             opened_in = area
 
         def current() -> bool:
