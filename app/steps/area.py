@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 TRASH = "trash"
 STATE = "state"
 OWNERS = "owners"
+REMOVED_WHILE_MADE = "stepd's own area was removed as it was being made"
 # Separates the instance id from the rest in a trash directory's name.
 OWNER_SEPARATOR = "~"
 # Seconds an instance waits for its own lock (another instance adopting what the previous
@@ -147,7 +148,8 @@ class StateArea:
         with self.using() as area:
             assert area is not None
             state = open_trusted(area.directory, STATE, create=True)
-            assert state is not None
+            if state is None:
+                raise Busy(REMOVED_WHILE_MADE)
             opened_in = area
 
         def current() -> bool:
@@ -189,7 +191,7 @@ class StateArea:
                 except FilesystemError as exc:
                     raise anonymous(exc, "open stepd's own area") from None
                 if area is None and create:
-                    raise Busy("stepd's own area was removed as it was being made")
+                    raise Busy(REMOVED_WHILE_MADE)
             if area is not None:
                 if not self._held(area):
                     assert self.instance is not None
@@ -258,16 +260,27 @@ def take_ownership(area: Area, instance: str, wait: float = OWNER_WAIT) -> None:
     """Hold ``instance``'s lock in ``area`` unless it is held already. A filesystem that
     is read-only or full may not let the lock be made: the area is then left without it
     (nothing can be staged there anyway), and the next use tries again. Raises
-    ``Unusable`` when a live process holds it."""
+    ``Unusable`` when a live process holds it, ``Busy`` when the area is removed as the
+    lock is being made."""
     if area.owner_fd is not None:
         return
+    removed = False
     try:
         if area.owners is None:
             area.owners = open_trusted(area.directory, OWNERS, create=True)
-        assert area.owners is not None
-        area.owner_fd = hold(area.owners, instance, wait)
+        if area.owners is None:
+            removed = True
+        else:
+            area.owner_fd = hold(area.owners, instance, wait)
     except (ReadOnlyFilesystem, NoSpace):
         return
+    except FilesystemError:
+        if os.fstat(area.directory.fd).st_nlink:
+            raise
+        removed = True
+    if removed:
+        # The area was removed (by hand, say) as the lock was being made in it.
+        raise Busy(REMOVED_WHILE_MADE)
     if area.owner_fd is None:
         raise Unusable(
             f"the staging area of instance {instance!r} is held by a live process "

@@ -13,7 +13,8 @@ import pytest
 
 from app.models.internal import BatchRequest, BatchStep, DeleteConfig
 from app.sandbox import Entry, Root
-from app.steps.area import Unusable
+from app.sandbox.errors import Busy
+from app.steps.area import StateArea, Unusable, take_ownership
 from app.steps.batch import StepStatus, run_batch
 from app.steps.errors import AtomicUnsupported
 from app.steps.purger import Purger
@@ -182,6 +183,22 @@ def test_an_area_removed_while_running_is_made_anew_every_time(
         txn_id, left = _detach(staging, root, name)
         assert left == []
         assert os.listdir(tree / ".stepd" / "trash") == [txn_id]
+
+
+def test_an_area_removed_before_its_owners_directory_is_made_is_busy(
+    root: Root, tree: Path
+) -> None:
+    """The area removed between its making and the making of the instance's lock: the
+    instance cannot hold it, and says so as ``Busy`` (a plain delete then runs in place,
+    an atomic batch answers 409), never as a failure of stepd's own."""
+    area = StateArea(root)
+    with area.using() as opened:
+        assert opened is not None
+        shutil.rmtree(tree / ".stepd")
+        with pytest.raises(Busy):
+            take_ownership(opened, "instance-a")
+        assert opened.owner_fd is None
+    area.close()
 
 
 def test_a_trash_directory_removed_mid_delete_falls_back_to_in_place(
