@@ -169,17 +169,19 @@ def outside(root_dir: Path) -> Path:
 
 
 def test_sigterm_during_an_inline_delete_stops_it_between_entries(root_dir: Path) -> None:
-    names = build_entries(root_dir, ENTRIES, SUBDIRS)
+    # Trees big enough that, on a quiet machine too, the delete outlasts the first deadline.
+    subdirs = 10 * SUBDIRS
+    names = build_entries(root_dir, ENTRIES, subdirs)
     before_outside = snapshot(outside(root_dir))
     # A step deadline far off: a loaded machine must not turn the stop into a hurried one.
     env = {
         "STEPD_PURGE": "inline",
-        "STEPD_SHUTDOWN_TIMEOUT": "0.1",
+        "STEPD_SHUTDOWN_TIMEOUT": "0.05",
         "STEPD_SHUTDOWN_STEP_TIMEOUT": "60",
     }
     with serve(root_dir, env=env) as server:
         response = post_in_background(server, "/steps/delete", {"paths": names})
-        wait_until(lambda: not whole(root_dir / names[0]))
+        wait_until(lambda: not whole(root_dir / names[0], subdirs))
         status = server.terminate()
         answer = response()
 
@@ -191,7 +193,7 @@ def test_sigterm_during_an_inline_delete_stops_it_between_entries(root_dir: Path
     assert deleted == names[: len(deleted)]
     assert problem["partly"] == []
     assert not any((root_dir / name).exists() for name in deleted)
-    assert all(whole(root_dir / name) for name in names[len(deleted) :])
+    assert all(whole(root_dir / name, subdirs) for name in names[len(deleted) :])
     assert status == 0
     assert snapshot(outside(root_dir)) == before_outside
     stopped = server.wait_for_line(lambda line: "batch stopped" in str(line.get("message")))
