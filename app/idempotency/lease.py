@@ -8,13 +8,18 @@ unavailable) is logged and tried again at the next tick.
 
 from __future__ import annotations
 
-from app.idempotency.periodic import Periodic
-from app.idempotency.store import IdempotencyStore
+from app.idempotency.store import IdempotencyStore, StoreUnavailable
+from app.periodic import Periodic
 
 
 class LeaseKeeper(Periodic):
     """Renews ``store``'s claims every ``lease / 3`` seconds in a thread of its own."""
 
     def __init__(self, store: IdempotencyStore, lease: float) -> None:
-        super().__init__("stepd-leases", lease / 3, store.renew, "idempotency leases not renewed")
-        self.store = store
+        super().__init__(
+            "stepd-leases",
+            lease / 3,
+            store.renew,
+            "idempotency leases not renewed",
+            expected=(StoreUnavailable,),
+        )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.idempotency.periodic import Periodic
-from app.idempotency.store import IdempotencyStore, Sweep
+from app.idempotency.store import IdempotencyStore, StoreUnavailable, Sweep
+from app.periodic import Periodic
 
 SWEEP_SECONDS = 10.0
 
@@ -27,5 +27,9 @@ class Sweeper(Periodic):
         interval: float = SWEEP_SECONDS,
     ) -> None:
         super().__init__(
-            "stepd-sweeper", interval, lambda: report(store.sweep()), "idempotency store not swept"
+            "stepd-sweeper",
+            interval,
+            lambda: report(store.sweep()),
+            "idempotency store not swept",
+            expected=(StoreUnavailable,),
         )

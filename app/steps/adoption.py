@@ -10,42 +10,21 @@ A failed look (a read-only or full root) is logged and tried again at the next t
 
 from __future__ import annotations
 
-import logging
-import threading
-
+from app.periodic import Periodic
 from app.sandbox.errors import SandboxError
 from app.steps.area import Unusable
 from app.steps.staging import Staging
 
-log = logging.getLogger(__name__)
 
-
-class Adopter:
-    """Runs ``staging.adopt()`` every ``interval`` seconds in a thread of its own."""
+class Adopter(Periodic):
+    """Runs ``staging.adopt()`` at once, then every ``interval`` seconds."""
 
     def __init__(self, staging: Staging, interval: float) -> None:
-        self.staging = staging
-        self.interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stepd-adopter", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop between two looks; whether the thread has ended (it may still use the
-        staging area's descriptors if not)."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.staging.adopt()
-            except (SandboxError, Unusable) as exc:
-                log.warning("staging: cannot adopt what gone instances left: %s", exc)
-            except Exception:
-                log.exception("staging: adopting what gone instances left failed unexpectedly")
-            self._stopping.wait(self.interval)
+        super().__init__(
+            "stepd-adopter",
+            interval,
+            staging.adopt,
+            "staging: cannot adopt what gone instances left",
+            expected=(SandboxError, Unusable),
+            at_start=True,
+        )
